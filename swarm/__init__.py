@@ -1,0 +1,71 @@
+"""swarm: a runtime for small distilled specialist models.
+
+The shared kernel: settings, wire messages, the Redis Streams bus and the error tree. Heavier
+parts (model server, model client, distillation) are imported from their own modules so that
+``import swarm`` stays cheap for workers and the API.
+"""
+
+from swarm.bus import Bus, Consumer, Delivery, Reject, Retry
+from swarm.errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    InfrastructureError,
+    InvalidAdapter,
+    InvalidMessage,
+    InvalidOutput,
+    InvalidPlan,
+    LimitExceeded,
+    MaxDeliveriesExceeded,
+    ModelBehaviorError,
+    ModelServerStartError,
+    ModelUnavailable,
+    RedisUnavailable,
+    SwarmError,
+    UnknownSpecialist,
+    UserError,
+)
+from swarm.messages import (
+    Cancel,
+    Envelope,
+    StepRequest,
+    StepResult,
+    StepSpec,
+    TaskEvent,
+    TaskSubmitted,
+    envelope,
+)
+from swarm.settings import Settings, get_settings
+
+__all__ = [
+    "Bus",
+    "Cancel",
+    "ConfigurationError",
+    "Consumer",
+    "DeadlineExceeded",
+    "Delivery",
+    "Envelope",
+    "InfrastructureError",
+    "InvalidAdapter",
+    "InvalidMessage",
+    "InvalidOutput",
+    "InvalidPlan",
+    "LimitExceeded",
+    "MaxDeliveriesExceeded",
+    "ModelBehaviorError",
+    "ModelServerStartError",
+    "ModelUnavailable",
+    "RedisUnavailable",
+    "Reject",
+    "Retry",
+    "Settings",
+    "StepRequest",
+    "StepResult",
+    "StepSpec",
+    "SwarmError",
+    "TaskEvent",
+    "TaskSubmitted",
+    "UnknownSpecialist",
+    "UserError",
+    "envelope",
+    "get_settings",
+]

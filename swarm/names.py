@@ -1,0 +1,78 @@
+"""Every Redis stream, consumer group and key name swarm uses, in one place.
+
+All names live under the ``swarm:`` namespace. Keys that belong to one task carry the task id in
+braces (a Redis Cluster hash tag), so a task's keys land on one shard.
+"""
+
+from __future__ import annotations
+
+PREFIX = "swarm"
+
+# Streams
+TASKS_STREAM = f"{PREFIX}:stream:tasks"
+"""Task submissions and cancellations, consumed by orchestrators."""
+RESULTS_STREAM = f"{PREFIX}:stream:results"
+"""Step results, consumed by orchestrators."""
+DEAD_LETTER_STREAM = f"{PREFIX}:stream:dead"
+"""Messages that could not be handled, each with the reason and its delivery history."""
+ESCALATIONS_STREAM = f"{PREFIX}:stream:escalations"
+"""Inputs that a specialist escalated to the teacher, with the teacher's answer."""
+
+
+def steps_stream(specialist: str) -> str:
+    """Step requests for one specialist, consumed by its workers."""
+    return f"{PREFIX}:stream:steps:{specialist}"
+
+
+def task_events_stream(task_id: str) -> str:
+    """The ordered event log of one task (replayed by the SSE endpoint)."""
+    return f"{PREFIX}:events:{{{task_id}}}"
+
+
+# Consumer groups
+ORCHESTRATORS_GROUP = f"{PREFIX}:orchestrators"
+WORKERS_GROUP = f"{PREFIX}:workers"
+
+
+# Bus bookkeeping
+def heartbeat_key(group: str, consumer: str) -> str:
+    """Exists while a consumer is alive; it renews the key's TTL on every beat."""
+    return f"{PREFIX}:hb:{group}:{consumer}"
+
+
+def hash_tag(key: str) -> str:
+    """The part of a key Redis Cluster hashes: the first ``{...}`` if any, else the whole key."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start != -1 and end > start + 1 else key
+
+
+def published_key(stream: str, message_id: str) -> str:
+    """Marks a message id as published to a stream; shares the stream's cluster slot."""
+    return f"{PREFIX}:published:{{{hash_tag(stream)}}}:{message_id}"
+
+
+def handled_key(stream: str, group: str, message_id: str) -> str:
+    """Marks a message id as handled by a group, so a redelivery has no second effect.
+
+    It shares the stream's cluster slot, so one script can mark and acknowledge together.
+    """
+    return f"{PREFIX}:handled:{{{hash_tag(stream)}}}:{group}:{message_id}"
+
+
+def history_key(stream: str, entry_id: str) -> str:
+    """The delivery history of one stream entry: who got it, when, and how it failed."""
+    return f"{PREFIX}:history:{stream}:{entry_id}"
+
+
+# Task state
+def task_key(task_id: str) -> str:
+    """Hash holding a task's state (``state``, ``reason``, ...)."""
+    return f"{PREFIX}:task:{{{task_id}}}"
+
+
+# Specialist registry
+SPECIALISTS_KEY = f"{PREFIX}:specialists"
+"""Hash: specialist name -> JSON record (version, status, manifest, reason)."""
+SPECIALISTS_CHANNEL = f"{PREFIX}:specialists:changed"
+"""Pub/sub channel announcing registry changes."""

@@ -1,0 +1,133 @@
+"""The one settings object, read from ``SWARM_*`` environment variables.
+
+Every default works on a laptop: Redis on localhost, vLLM on localhost:8000, adapters in
+``./adapters`` and the swarm home in ``~/.cache/swarm``. ``swarm doctor`` prints the effective
+values.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from swarm.errors import ConfigurationError
+
+DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+"""The embedded default: SmolLM2-135M-Instruct, built by ``swarm model prepare``."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Each field maps to ``SWARM_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWARM_", env_file=None, extra="ignore", frozen=True
+    )
+
+    # Redis
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL (redis://, rediss:// or unix://)."
+    )
+
+    # Model serving
+    vllm_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000"],
+        description="Comma-separated base URLs of vLLM OpenAI-compatible servers.",
+    )
+    vllm_api_key: SecretStr | None = Field(None, description="API key sent to vLLM, if any.")
+    vllm_device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Which vLLM build serve-model uses; auto picks gpu if CUDA is present."
+    )
+    vllm_port: int = Field(8000, description="Port that `swarm serve-model` listens on.")
+    vllm_extra_args: str = Field("", description="Extra arguments passed to the vLLM server.")
+    vllm_startup_timeout_s: float = Field(300.0, description="How long serve-model waits.")
+    base_model: str = Field(
+        DEFAULT_BASE_MODEL,
+        description="Base model: the embedded default, an HF model id, or a local path.",
+    )
+    max_loras: int = Field(4, description="vLLM --max-loras: adapters in one batch.")
+    max_lora_rank: int = Field(64, description="vLLM --max-lora-rank: largest accepted rank.")
+    max_cpu_loras: int = Field(16, description="vLLM --max-cpu-loras: adapters cached in RAM.")
+    max_model_len: int = Field(2048, description="vLLM --max-model-len.")
+
+    # Model client
+    model_timeout_s: float = Field(120.0, description="Timeout of one model call.")
+    model_retries: int = Field(3, description="Retries on connection errors and 5xx.")
+
+    # Files
+    adapters_dir: Path = Field(Path("adapters"), description="Drop-in adapter folders.")
+    home: Path = Field(
+        Path("~/.cache/swarm"), description="Swarm home: prepared models, caches, runs."
+    )
+
+    # Bus
+    stream_maxlen: int = Field(100_000, description="Approximate cap on each stream's length.")
+    heartbeat_timeout_s: float = Field(
+        15.0, description="A consumer silent this long is dead; its messages are reclaimed."
+    )
+    max_deliveries: int = Field(5, description="Deliveries after which a message is dead-lettered.")
+    consumer_concurrency: int = Field(16, description="Messages one consumer handles at once.")
+    dedupe_ttl_s: int = Field(
+        600,
+        description="How long published and handled message ids are remembered (it must "
+        "outlast max_deliveries x heartbeat_timeout_s; memory grows with rate x window).",
+    )
+
+    # Teacher (frontier model)
+    teacher_url: str | None = Field(None, description="OpenAI-compatible teacher base URL.")
+    teacher_model: str | None = Field(None, description="Teacher model name.")
+    teacher_api_key: SecretStr | None = Field(None, description="Teacher API key.")
+
+    # HTTP API
+    api_host: str = Field("127.0.0.1", description="Address `swarm api` binds.")
+    api_port: int = Field(8080, description="Port `swarm api` listens on.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated bearer tokens; empty means no auth."
+    )
+
+    log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("vllm_urls", "api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("vllm_urls")
+    @classmethod
+    def _strip_slash(cls, value: list[str]) -> list[str]:
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("home", "adapters_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def models_dir(self) -> Path:
+        """Where prepared base models live."""
+        return self.home / "models"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment.
+
+    Raises :class:`ConfigurationError` naming the first bad variable in one line.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SWARM_" + "_".join(str(part) for part in first["loc"]).upper()
+        raise ConfigurationError(
+            f"invalid settings: {name}={first.get('input')!r}: {first['msg']}"
+        ) from exc

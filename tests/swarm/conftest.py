@@ -1,0 +1,3 @@
+from redisfixture import bus_settings, redis
+
+__all__ = ["bus_settings", "redis"]

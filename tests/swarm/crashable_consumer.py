@@ -1,0 +1,31 @@
+"""A consumer in its own process, for crash tests: it marks each message started, then works slowly.
+
+Usage: python crashable_consumer.py REDIS_URL STREAM GROUP NAME WORK_SECONDS HEARTBEAT_S
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from redis.asyncio import Redis
+
+from swarm.bus import Bus, Delivery
+from swarm.settings import Settings
+
+
+async def main() -> None:
+    url, stream, group, name, work_s, heartbeat_s = sys.argv[1:7]
+    redis = Redis.from_url(url)
+    bus = Bus(redis, settings=Settings(redis_url=url, heartbeat_timeout_s=float(heartbeat_s)))
+
+    async def handler(delivery: Delivery) -> None:
+        await redis.rpush("test:started", f"{name}:{delivery.envelope.id}")
+        await asyncio.sleep(float(work_s))
+        await redis.rpush("test:finished", f"{name}:{delivery.envelope.id}")
+
+    await bus.consumer([stream], group, handler, name=name).run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
