@@ -76,3 +76,22 @@ SPECIALISTS_KEY = f"{PREFIX}:specialists"
 """Hash: specialist name -> JSON record (version, status, manifest, reason)."""
 SPECIALISTS_CHANNEL = f"{PREFIX}:specialists:changed"
 """Pub/sub channel announcing registry changes."""
+
+
+def idempotency_key(owner: str, key: str) -> str:
+    """Maps a client's Idempotency-Key (per API key owner) to the task id it created."""
+    return f"{PREFIX}:idem:{owner}:{key}"
+
+
+def cancel_channel(task_id: str) -> str:
+    """Pub/sub channel on which workers hear that a task was canceled."""
+    return f"{PREFIX}:cancel:{task_id}"
+
+
+def canceled_key(task_id: str) -> str:
+    """Exists once a task is canceled, so a worker that missed the broadcast still sees it."""
+    return f"{PREFIX}:canceled:{{{task_id}}}"
+
+
+DEADLINES_KEY = f"{PREFIX}:deadlines"
+"""Sorted set: task id scored by its deadline (epoch seconds), swept by orchestrators."""
