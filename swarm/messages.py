@@ -64,6 +64,10 @@ class StepRequest(WireModel):
 
     type: Literal["step.request"] = "step.request"
     step: StepSpec
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The specialist's input, built from the task input and earlier artifacts.",
+    )
     task_input: str | dict[str, Any]
     artifacts: dict[str, Any] = Field(
         default_factory=dict, description="Validated outputs of earlier steps, by step id."
