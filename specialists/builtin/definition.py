@@ -1,0 +1,44 @@
+"""What a built-in specialist is made of: its manifest, and checks beyond the JSON schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+"""(input, output) -> None if the output is acceptable, else the reason it is not."""
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    description: str
+    keywords: tuple[str, ...]
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    system_prompt: str
+    few_shot: tuple[dict[str, Any], ...] = ()
+    decoding: dict[str, Any] = field(default_factory=dict)
+    handoff: dict[str, str] = field(default_factory=dict)
+    """Which of this specialist's output fields become which input fields of the next one."""
+    check: Check | None = None
+    version: str = "0.1.0"
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as it is shipped in ``adapters/<name>/specialist.yaml``."""
+        manifest: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "keywords": list(self.keywords),
+            "base_model": "smollm2-135m-instruct",
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+            "system_prompt": self.system_prompt,
+            "few_shot": [dict(example) for example in self.few_shot],
+            "decoding": dict(self.decoding),
+        }
+        if self.handoff:
+            manifest["handoff"] = dict(self.handoff)
+        return manifest

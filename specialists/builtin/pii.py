@@ -1,0 +1,89 @@
+"""``pii``: text in, the text with personal data replaced by ``[TYPE]`` plus the spans found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from specialists.builtin.definition import Definition
+
+PII_TYPES = (
+    "PERSON",
+    "EMAIL",
+    "PHONE",
+    "ADDRESS",
+    "CREDIT_CARD",
+    "IBAN",
+    "SSN",
+    "IP_ADDRESS",
+    "DATE_OF_BIRTH",
+)
+
+
+def check_spans(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
+    """Each span's text must occur in the input, and must not survive in the redacted text."""
+    text = str(input_.get("text", ""))
+    redacted = str(output.get("redacted_text", ""))
+    for span in output.get("spans", []):
+        value = str(span.get("text", ""))
+        if value and value not in text:
+            return f"span {value!r} does not occur in the input text"
+        if value and value in redacted:
+            return f"span {value!r} is still in the redacted text"
+    return None
+
+
+DEFINITION = Definition(
+    name="pii",
+    description=(
+        "Finds personal data (names, emails, phone numbers, addresses, card and account numbers, "
+        "IP addresses, birth dates) in text and redacts it. Input: text. Output: redacted_text "
+        "with each item replaced by [TYPE], and the spans found."
+    ),
+    keywords=("pii", "redact", "anonymize", "anonymise", "personal", "privacy", "gdpr", "mask"),
+    input_schema={
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 1}},
+        "required": ["text"],
+    },
+    output_schema={
+        "type": "object",
+        "properties": {
+            "redacted_text": {"type": "string"},
+            "spans": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "type": {"type": "string", "enum": list(PII_TYPES)},
+                    },
+                    "required": ["text", "type"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["redacted_text", "spans"],
+        "additionalProperties": False,
+    },
+    system_prompt=(
+        "You redact personal data. Find every person name, email, phone number, postal address, "
+        "credit card number, IBAN, social security number, IP address and date of birth in the "
+        "text. Reply as JSON with redacted_text (the text with each item replaced by its type in "
+        "brackets, e.g. [PERSON], [EMAIL]) and spans (each item's exact text and type)."
+    ),
+    few_shot=(
+        {
+            "input": {"text": "Contact Maria Lopez at maria.lopez@example.com."},
+            "output": {
+                "redacted_text": "Contact [PERSON] at [EMAIL].",
+                "spans": [
+                    {"text": "Maria Lopez", "type": "PERSON"},
+                    {"text": "maria.lopez@example.com", "type": "EMAIL"},
+                ],
+            },
+        },
+    ),
+    decoding={"temperature": 0.0, "max_tokens": 256},
+    handoff={"text": "redacted_text"},
+    check=check_spans,
+)

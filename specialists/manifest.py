@@ -1,0 +1,131 @@
+"""The specialist manifest: ``adapters/<name>/specialist.yaml``.
+
+A manifest says what a specialist does (the planner reads ``description``), what it takes and
+returns (JSON schemas), how to prompt it, how to decode, and when to escalate. Unknown keys are
+rejected so that a typo never silently changes behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from swarm.errors import InvalidAdapter
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+"""Also a path guard: vLLM 0.32's filesystem resolver joins the name onto its directory."""
+VERSION_PATTERN = re.compile(r"^\d+(\.\d+){0,2}$")
+MANIFEST_FILE = "specialist.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Example(Strict):
+    input: dict[str, Any]
+    output: Any
+
+
+class Decoding(Strict):
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, le=8192)
+    seed: int | None = None
+
+
+class Escalation(Strict):
+    """When a step goes to the teacher instead (the cascade)."""
+
+    on_invalid_output: bool = True
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    max_input_chars: int | None = Field(None, ge=1)
+
+
+class Manifest(Strict):
+    name: str
+    version: str = Field(description="Dotted numeric version, e.g. 1, 1.2 or 1.2.3.")
+    description: str = Field(min_length=1)
+    base_model: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    system_prompt: str = Field(min_length=1)
+    few_shot: list[Example] = Field(default_factory=list)
+    decoding: Decoding = Field(default_factory=Decoding)
+    escalation: Escalation = Field(default_factory=Escalation)
+    keywords: list[str] = Field(default_factory=list, description="Words the rule planner matches.")
+    handoff: dict[str, str] = Field(
+        default_factory=dict,
+        description="Next specialist's input field -> this specialist's output field.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"name {value!r} must match {NAME_PATTERN.pattern}")
+        return value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> str:
+        text = str(value)
+        if not VERSION_PATTERN.match(text):
+            raise ValueError(f"version {text!r} must be dotted numbers like 1, 1.2 or 1.2.3")
+        return text
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        if value.get("type") != "object":
+            raise ValueError('must describe a JSON object ("type": "object")')
+        return value
+
+    @model_validator(mode="after")
+    def _examples_match(self) -> Manifest:
+        for i, example in enumerate(self.few_shot):
+            try:
+                jsonschema.validate(example.input, self.input_schema)
+                jsonschema.validate(example.output, self.output_schema)
+            except jsonschema.ValidationError as exc:
+                raise ValueError(
+                    f"few_shot[{i}] does not match the schemas: {exc.message}"
+                ) from exc
+        return self
+
+    @property
+    def version_key(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """Read and validate ``folder/specialist.yaml``; InvalidAdapter says what is wrong."""
+    name = folder.name
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise InvalidAdapter(name, f"no {MANIFEST_FILE} in {folder}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InvalidAdapter(name, f"{MANIFEST_FILE} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidAdapter(name, f"{MANIFEST_FILE} must be a mapping")
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "manifest"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidAdapter(name, f"{MANIFEST_FILE}: {where}: {message}") from exc
+    if manifest.name != name:
+        raise InvalidAdapter(name, f"manifest name {manifest.name!r} differs from the folder name")
+    return manifest

@@ -1,0 +1,83 @@
+"""Builds real PEFT LoRA adapter folders for tests, valid ones and each kind of invalid one.
+
+The weights are random (LoRA B is perturbed from its zero init so the adapter changes outputs),
+which is all serving and validation need.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specialists.builtin import BUILTINS
+
+
+@cache
+def _base(model_dir: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir)
+
+
+def make_lora(
+    folder: Path,
+    model_dir: str,
+    *,
+    base_name: str,
+    rank: int = 8,
+    use_dora: bool = False,
+    bias: str = "none",
+    modules_to_save: list[str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write adapter_config.json and adapter_model.safetensors for a random LoRA."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules="all-linear",
+        use_dora=use_dora,
+        bias=bias,  # type: ignore[arg-type]
+        modules_to_save=modules_to_save,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(copy.deepcopy(_base(model_dir)), config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    model.save_pretrained(str(folder))
+    adapter_config = folder / "adapter_config.json"
+    data = json.loads(adapter_config.read_text())
+    data["base_model_name_or_path"] = base_name
+    adapter_config.write_text(json.dumps(data, indent=2))
+    return folder
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "specialist.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return folder
+
+
+def builtin_manifest(name: str, /, **changes: Any) -> dict[str, Any]:
+    """A built-in specialist's manifest, renamed or changed for a test."""
+    manifest = BUILTINS["entities" if name not in BUILTINS else name].manifest()
+    manifest["name"] = name
+    manifest.update(changes)
+    return manifest
+
+
+def copy_adapter(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    return dst

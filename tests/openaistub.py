@@ -1,0 +1,77 @@
+"""A minimal OpenAI-compatible server for tests, reached over real HTTP.
+
+It stands in only for what we do not own (a frontier teacher, or a misbehaving model server):
+each test scripts the replies it wants, and can see every request it was sent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+Reply = Callable[[dict[str, Any]], tuple[int, Any]]
+
+
+def completion(content: str, *, finish_reason: str = "stop") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+class Stub:
+    def __init__(self, replies: list[Reply] | Reply) -> None:
+        self.replies = replies
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+
+    def next_reply(self, body: dict[str, Any]) -> tuple[int, Any]:
+        self.requests.append(body)
+        if callable(self.replies):
+            return self.replies(body)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        return reply(body)
+
+
+@contextmanager
+def openai_stub(replies: list[Reply] | Reply, port: int) -> Iterator[Stub]:
+    stub = Stub(replies)
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        status, body = stub.next_reply(await request.json())
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({})
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stub.url = f"http://127.0.0.1:{port}"
+    try:
+        yield stub
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

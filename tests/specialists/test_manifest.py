@@ -1,0 +1,77 @@
+"""The manifest contract: what a valid specialist.yaml is, and how a bad one is explained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from adapterfactory import builtin_manifest, write_manifest
+
+from specialists.builtin import BUILTINS
+from specialists.manifest import load_manifest
+from swarm.errors import InvalidAdapter
+
+ADAPTERS = Path(__file__).parents[2] / "adapters"
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_shipped_manifests_match_the_builtin_definitions(name: str) -> None:
+    manifest = load_manifest(ADAPTERS / name)
+    assert manifest.model_dump(mode="json", exclude_defaults=True) == load_manifest(
+        write_manifest(Path("/tmp") / "swarm-manifest-check" / name, BUILTINS[name].manifest())
+    ).model_dump(mode="json", exclude_defaults=True)
+
+
+def test_a_valid_manifest_loads(tmp_path: Path) -> None:
+    manifest = load_manifest(write_manifest(tmp_path / "notes", builtin_manifest("notes")))
+    assert manifest.name == "notes" and manifest.version_key == (0, 1, 0)
+    assert manifest.decoding.max_tokens == 256
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"name": "other"}, "manifest name 'other' differs from the folder name"),
+        ({"version": "one"}, "version 'one' must be dotted numbers"),
+        ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
+        ({"description": ""}, "description: String should have at least 1 character"),
+        (
+            {"output_schema": {"type": "object", "properties": 5}},
+            "output_schema: not a valid JSON Schema",
+        ),
+        ({"input_schema": {"type": "string"}}, "input_schema: must describe a JSON object"),
+        (
+            {"few_shot": [{"input": {"text": "x"}, "output": {"wrong": 1}}]},
+            "few_shot[0] does not match the schemas",
+        ),
+        ({"decoding": {"temperature": 9}}, "decoding.temperature: Input should be less than"),
+    ],
+)
+def test_each_bad_manifest_is_rejected_with_its_reason(
+    tmp_path: Path, change: dict[str, Any], reason: str
+) -> None:
+    folder = write_manifest(tmp_path / "notes", builtin_manifest("notes", **change))
+    with pytest.raises(InvalidAdapter) as info:
+        load_manifest(folder)
+    assert reason in info.value.reason, info.value.reason
+
+
+def test_missing_and_unparseable_manifests(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidAdapter, match=r"no specialist\.yaml"):
+        load_manifest(tmp_path / "empty")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "specialist.yaml").write_text("name: [unclosed")
+    with pytest.raises(InvalidAdapter, match="not valid YAML"):
+        load_manifest(tmp_path / "broken")
+
+
+def test_the_worked_example_in_adapters_readme_is_valid(tmp_path: Path) -> None:
+    readme = (ADAPTERS / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    folder = tmp_path / "invoices"
+    folder.mkdir()
+    (folder / "specialist.yaml").write_text(example)
+    manifest = load_manifest(folder)
+    assert manifest.escalation.min_confidence == 0.8 and manifest.handoff == {"text": "vendor"}
