@@ -6,6 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+TEXT_INPUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"text": {"type": "string", "minLength": 1}},
+    "required": ["text"],
+}
+"""The input of a specialist that reads one text."""
+
 Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
 """(input, output) -> None if the output is acceptable, else the reason it is not."""
 

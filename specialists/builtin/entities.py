@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from specialists.builtin.definition import Definition
+from specialists.builtin.definition import TEXT_INPUT, Definition
 
 ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "DATE", "PRODUCT", "EVENT", "MONEY")
 
@@ -26,11 +26,7 @@ DEFINITION = Definition(
         "money amounts) from text as JSON. Input: text. Output: entities, each {text, type}."
     ),
     keywords=("entities", "entity", "extract", "ner", "names", "organizations", "locations"),
-    input_schema={
-        "type": "object",
-        "properties": {"text": {"type": "string", "minLength": 1}},
-        "required": ["text"],
-    },
+    input_schema=TEXT_INPUT,
     output_schema={
         "type": "object",
         "properties": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from specialists.builtin.definition import Definition
+from specialists.builtin.definition import TEXT_INPUT, Definition
 
 PII_TYPES = (
     "PERSON",
@@ -40,11 +40,7 @@ DEFINITION = Definition(
         "with each item replaced by [TYPE], and the spans found."
     ),
     keywords=("pii", "redact", "anonymize", "anonymise", "personal", "privacy", "gdpr", "mask"),
-    input_schema={
-        "type": "object",
-        "properties": {"text": {"type": "string", "minLength": 1}},
-        "required": ["text"],
-    },
+    input_schema=TEXT_INPUT,
     output_schema={
         "type": "object",
         "properties": {
