@@ -26,11 +26,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from adapterfactory import make_lora
-
 from swarm.basemodel import prepare_default_model, served_base_name
 from swarm.modelserver import ModelServer
 from swarm.settings import Settings
+
+from adapterfactory import make_lora
 
 ADAPTERS = ("alpha", "beta", "gamma")
 PROMPT = "Write a short note about the weather in Paris."

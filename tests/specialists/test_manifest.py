@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapterfactory import builtin_manifest, write_manifest
 
 from specialists.builtin import BUILTINS
 from specialists.manifest import load_manifest
 from swarm.errors import InvalidAdapter
+
+from adapterfactory import builtin_manifest, write_manifest
 
 ADAPTERS = Path(__file__).parents[2] / "adapters"
 

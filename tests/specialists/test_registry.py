@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapterfactory import builtin_manifest, make_lora, write_manifest
-from conftest import VllmServer
 from redis.asyncio import Redis
 
 from specialists.registry import Registry, validate_adapter_folder
@@ -18,6 +16,9 @@ from swarm.catalog import get_specialist, list_specialists
 from swarm.errors import InvalidAdapter
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
+
+from adapterfactory import builtin_manifest, make_lora, write_manifest
+from conftest import VllmServer
 
 pytestmark = pytest.mark.slow
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from redisfixture import TEST_REDIS_URL
 
 from swarm import names
 from swarm.bus import HANDLED, PAYLOAD_FIELD, Bus, Consumer, Delivery, Reject, wait_until
 from swarm.messages import Cancel, Envelope, TaskEvent, envelope
 from swarm.settings import Settings
+
+from redisfixture import TEST_REDIS_URL
 
 STREAM = "swarm:stream:test"
 GROUP = "swarm:test-group"

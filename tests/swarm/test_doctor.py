@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from redisfixture import TEST_REDIS_URL
 
 SWARM = Path(sys.executable).with_name("swarm")

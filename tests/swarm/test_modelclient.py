@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import pytest
-from conftest import VllmServer, free_port
-from openaistub import completion, openai_stub
 
 from swarm.errors import InvalidOutput, ModelUnavailable, UnknownSpecialist
 from swarm.modelclient import ModelClient, parse_json_output
 from swarm.settings import Settings
+
+from conftest import VllmServer, free_port
+from openaistub import completion, openai_stub
 
 SCHEMA = {
     "type": "object",

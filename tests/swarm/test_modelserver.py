@@ -6,11 +6,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_HOME, VllmServer, free_port
 
 from swarm.errors import ModelServerStartError
 from swarm.modelserver import ModelServer, likely_cause, server_command, server_environment
 from swarm.settings import Settings
+
+from conftest import TEST_HOME, VllmServer, free_port
 
 
 def test_command_line_carries_every_lora_setting(tmp_path: Path) -> None:

@@ -1,0 +1,269 @@
+"""The worker: runs one step at a time per message for one or more specialists.
+
+For each step request it renders the specialist's prompt from its manifest, calls the model
+(the specialist's LoRA on vLLM, or the base model for a prompt-only specialist) with the output
+JSON schema, validates the output against the schema and the specialist's own checks, retries
+a bounded number of times on invalid output, and publishes the step result. Every handoff is
+guarded: an output that fails validation never reaches the next specialist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jsonschema
+from redis.asyncio import Redis
+
+from specialists.builtin import BUILTINS
+from swarm import names
+from swarm.bus import Bus, Consumer, Delivery, Reject
+from swarm.catalog import SpecialistRecord, get_specialist, list_specialists
+from swarm.errors import InfrastructureError, InvalidOutput, ModelBehaviorError
+from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
+from swarm.modelclient import ModelClient
+from swarm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.25
+RETRY_TEMPERATURE = 0.7
+"""Invalid output at temperature 0 would repeat itself; retries sample instead."""
+
+
+def render_messages(manifest: dict[str, Any], step_input: dict[str, Any]) -> list[dict[str, str]]:
+    """System prompt, few-shot turns, then the input as JSON: the chat the model sees."""
+    messages = [{"role": "system", "content": str(manifest.get("system_prompt", ""))}]
+    for example in manifest.get("few_shot") or []:
+        messages.append({"role": "user", "content": json.dumps(example["input"])})
+        messages.append({"role": "assistant", "content": json.dumps(example["output"])})
+    messages.append({"role": "user", "content": json.dumps(step_input, ensure_ascii=False)})
+    return messages
+
+
+def validate_output(
+    record: SpecialistRecord, step_input: dict[str, Any], output: Any
+) -> str | None:
+    """None if ``output`` may be handed on, else why not (schema first, then own checks)."""
+    try:
+        jsonschema.validate(output, record.output_schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "output"
+        return f"output does not match the schema at {where}: {exc.message}"
+    builtin = BUILTINS.get(record.name)
+    if builtin is not None and builtin.check is not None:
+        return builtin.check(step_input, output)
+    return None
+
+
+def result_id(task_id: str, step_id: str, attempt: int) -> str:
+    """A step result's envelope id: the same step attempt always publishes the same id."""
+    return hashlib.sha256(f"result:{task_id}:{step_id}:{attempt}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class StepOutcome:
+    output: Any = None
+    valid: bool = False
+    error: str | None = None
+    attempts: int = 0
+    tokens: TokenUsage | None = None
+
+
+class Worker:
+    """Consumes step requests for some specialists (or all) and publishes step results."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        model: ModelClient,
+        *,
+        specialists: Sequence[str] | None = None,
+        base_model: str,
+        max_output_retries: int = 2,
+        catalog_poll_s: float = 2.0,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.model = model
+        self.fixed = list(specialists) if specialists else None
+        self.base_model = base_model
+        self.max_output_retries = max_output_retries
+        self.catalog_poll_s = catalog_poll_s
+        self.bus = Bus(redis, settings=settings)
+        self._consumer: Consumer | None = None
+        self._stopping = asyncio.Event()
+
+    async def _wanted_streams(self) -> list[str]:
+        if self.fixed is not None:
+            return [names.steps_stream(name) for name in self.fixed]
+        return [names.steps_stream(r.name) for r in await list_specialists(self.redis)]
+
+    async def run(self) -> None:
+        """Consume until ``stop()``; follows the catalog when serving every specialist."""
+        streams: list[str] = []
+        try:
+            while not self._stopping.is_set():
+                wanted = sorted(await self._wanted_streams())
+                if wanted != streams:
+                    if self._consumer is not None:
+                        await self._consumer.close()
+                        self._consumer = None
+                    streams = wanted
+                    if streams:
+                        self._consumer = self.bus.consumer(
+                            streams, names.WORKERS_GROUP, self.handle
+                        )
+                        self._consumer.start()
+                        log.info("worker consuming %s", ", ".join(streams))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.catalog_poll_s)
+        finally:
+            if self._consumer is not None:
+                await self._consumer.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Bus handler: run one step and publish its result."""
+        message = delivery.envelope
+        request = message.body
+        if not isinstance(request, StepRequest):
+            raise Reject(f"workers take step.request messages, not {request.type}")
+        step = request.step
+        started = time.perf_counter()
+        record = await get_specialist(self.redis, step.specialist)
+        if record is None or not record.ready:
+            why = "is not registered" if record is None else f"was rejected: {record.reason}"
+            outcome = StepOutcome(error=f"specialist {step.specialist!r} {why}")
+        elif await self.redis.exists(names.canceled_key(message.task_id)):
+            outcome = StepOutcome(error="canceled")
+        else:
+            outcome = await self._run_cancellable(message.task_id, record, request)
+        result = StepResult(
+            step_id=step.id,
+            specialist=step.specialist,
+            output=outcome.output,
+            valid=outcome.valid,
+            error=outcome.error,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            tokens=outcome.tokens or TokenUsage(),
+            adapter=record.lora_name if record else None,
+            adapter_version=record.version if record else None,
+            attempts=outcome.attempts,
+        )
+        reply = Envelope(
+            id=result_id(message.task_id, step.id, message.attempt),
+            task_id=message.task_id,
+            trace_id=message.trace_id,
+            traceparent=message.traceparent,
+            attempt=message.attempt,
+            body=result,
+        )
+        await self.bus.publish(names.RESULTS_STREAM, reply)
+
+    async def _run_cancellable(
+        self, task_id: str, record: SpecialistRecord, request: StepRequest
+    ) -> StepOutcome:
+        """Run the step, but give up as soon as the task is canceled or its deadline passes."""
+        work = asyncio.create_task(self._run_step(record, request))
+        try:
+            while True:
+                done, _ = await asyncio.wait({work}, timeout=CANCEL_POLL_S)
+                if done:
+                    return work.result()
+                if await self.redis.exists(names.canceled_key(task_id)):
+                    work.cancel()
+                    return StepOutcome(error="canceled")
+                if _past(request.deadline):
+                    work.cancel()
+                    return StepOutcome(error="deadline exceeded")
+        finally:
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+
+    async def _run_step(self, record: SpecialistRecord, request: StepRequest) -> StepOutcome:
+        manifest = record.manifest or {}
+        decoding = dict(manifest.get("decoding") or {})
+        step_input = request.input or _as_input(request.task_input)
+        messages = render_messages(manifest, step_input)
+        model = record.lora_name or self.base_model
+        outcome = StepOutcome(tokens=TokenUsage())
+        prompt_tokens = completion_tokens = 0
+        for attempt in range(1, self.max_output_retries + 2):
+            outcome.attempts = attempt
+            temperature = float(decoding.get("temperature", 0.0))
+            if attempt > 1:
+                temperature = max(temperature, RETRY_TEMPERATURE)
+            try:
+                completion = await self.model.chat(
+                    model,
+                    messages,
+                    output_schema=record.output_schema,
+                    temperature=temperature,
+                    max_tokens=int(decoding.get("max_tokens", 256)),
+                    timeout_s=_remaining(request.deadline),
+                )
+            except (InvalidOutput, ModelBehaviorError) as exc:
+                outcome.error = f"invalid output: {exc}"
+                continue
+            except InfrastructureError as exc:
+                outcome.error = f"model unavailable: {exc}"
+                break
+            prompt_tokens += completion.usage.prompt_tokens
+            completion_tokens += completion.usage.completion_tokens
+            outcome.tokens = TokenUsage(prompt=prompt_tokens, completion=completion_tokens)
+            problem = validate_output(record, step_input, completion.json)
+            if problem is None:
+                outcome.output, outcome.valid, outcome.error = completion.json, True, None
+                return outcome
+            outcome.error = f"invalid output after {attempt} attempt(s): {problem}"
+        return outcome
+
+
+def _as_input(task_input: str | dict[str, Any]) -> dict[str, Any]:
+    return {"text": task_input} if isinstance(task_input, str) else dict(task_input)
+
+
+def _past(deadline: datetime | None) -> bool:
+    return deadline is not None and utcnow() >= deadline
+
+
+def _remaining(deadline: datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.1, (deadline - utcnow()).total_seconds())
+
+
+async def run_worker(settings: Settings, specialists: Sequence[str] | None = None) -> None:
+    """``swarm worker``: serve step requests until SIGINT or SIGTERM, then drain and exit."""
+    import signal
+
+    from swarm.basemodel import served_base_name
+    from swarm.bus import connect
+
+    redis = await connect(settings.redis_url)
+    client = ModelClient(settings)
+    worker = Worker(
+        redis, settings, client, specialists=specialists, base_model=served_base_name(settings)
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await client.aclose()
+        await redis.aclose()
