@@ -220,7 +220,8 @@ class Worker:
                 outcome.error = f"invalid output: {exc}"
                 continue
             except InfrastructureError as exc:
-                outcome.error = f"model unavailable: {exc}"
+                past = _past(request.deadline)
+                outcome.error = "deadline exceeded" if past else f"model unavailable: {exc}"
                 break
             prompt_tokens += completion.usage.prompt_tokens
             completion_tokens += completion.usage.completion_tokens
