@@ -95,12 +95,52 @@ def serve_model() -> None:
 
 
 @app.command()
-def registry() -> None:
-    """Watch the adapters dir: validate, load into vLLM and publish each specialist."""
-    from specialists.registry import run_registry
+def api() -> None:
+    """Serve the HTTP API (tasks, events, specialists, health, metrics)."""
+    from swarm.api import run_api
 
     _setup_logging()
-    asyncio.run(run_registry(get_settings()))
+    run_api(get_settings())
+
+
+@app.command()
+def submit(
+    text: str = typer.Argument(..., help="The task input: text, or a JSON object."),
+    plan: str = typer.Option(None, "--plan", "-p", help="Comma-separated specialists to run."),
+    goal: str = typer.Option(None, "--goal", "-g", help="What to do, in words, for the planner."),
+    url: str = typer.Option(None, "--url", help="API base URL (default: from settings)."),
+    api_key: str = typer.Option(None, "--api-key", envvar="SWARM_API_KEY", help="Bearer token."),
+) -> None:
+    """Submit a task and show its progress live."""
+    import json
+
+    from swarm.submitter import submit_and_follow
+
+    settings = get_settings()
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        task_input = json.loads(text) if text.lstrip().startswith("{") else text
+    except ValueError as exc:
+        fail(f"the input looks like JSON but does not parse: {exc}")
+    body: dict[str, object] = {"input": task_input}
+    if plan:
+        body["plan"] = [p.strip() for p in plan.split(",") if p.strip()]
+    if goal:
+        body["goal"] = goal
+    if not plan and not goal:
+        fail("pass --plan NAME[,NAME...] or --goal 'what to do'")
+    final = submit_and_follow(base, body, api_key=api_key, echo=typer.echo)
+    if final != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def up() -> None:
+    """Run the whole local stack: Redis, vLLM, registry, API, orchestrator, worker."""
+    from swarm.stack import run_stack
+
+    settings = get_settings()
+    run_stack(settings, echo=typer.echo)
 
 
 @app.command()
@@ -111,8 +151,21 @@ def version() -> None:
     typer.echo(dist_version("swarm-runtime"))
 
 
+def _plugin_commands() -> None:
+    """Commands other packages add (``orchestrator``, ``worker``, ``registry``).
+
+    They come in through the ``swarm.commands`` entry point group, so that this kernel never
+    imports the packages built on it.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group="swarm.commands"), key=lambda e: e.name):
+        app.command(entry.name)(entry.load())
+
+
 def main() -> None:
     """Entry point that turns any SwarmError into a one-line error."""
+    _plugin_commands()
     try:
         app()
     except SwarmError as exc:

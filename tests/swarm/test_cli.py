@@ -25,7 +25,18 @@ def swarm(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_one_command_per_role() -> None:
     result = swarm("--help")
     assert result.returncode == 0
-    for command in ("doctor", "model", "serve-model", "registry", "version"):
+    for command in (
+        "doctor",
+        "model",
+        "serve-model",
+        "registry",
+        "api",
+        "orchestrator",
+        "worker",
+        "submit",
+        "up",
+        "version",
+    ):
         assert command in result.stdout
 
 

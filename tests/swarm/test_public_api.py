@@ -18,3 +18,24 @@ def test_importing_swarm_does_not_import_torch_or_vllm() -> None:
     code = "import sys, swarm; print(sorted({'torch', 'vllm', 'transformers'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_kernel_never_imports_the_packages_built_on_it() -> None:
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in Path(swarm.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            offenders += [
+                f"{path.name}: {m}"
+                for m in modules
+                if m.split(".")[0] in ("orchestrator", "specialists")
+            ]
+    assert offenders == []
