@@ -3,6 +3,10 @@
 A manifest says what a specialist does (the planner reads ``description``), what it takes and
 returns (JSON schemas), how to prompt it, how to decode, and when to escalate. Unknown keys are
 rejected so that a typo never silently changes behaviour.
+
+Versions are dotted numbers (``1``, ``1.2``, ``1.2.3``) compared numerically through
+:attr:`Manifest.version_key`, so ``1.10`` is newer than ``1.9``. They are kept as strings: YAML
+would read an unquoted ``1.10`` as the float 1.1, so a float is refused and must be quoted.
 """
 
 from __future__ import annotations
@@ -24,15 +28,21 @@ MANIFEST_FILE = "specialist.yaml"
 
 
 class Strict(BaseModel):
+    """Frozen, and unknown keys are errors: a misspelt key must not be silently ignored."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Example(Strict):
+    """One few-shot example; both halves are checked against the manifest's schemas."""
+
     input: dict[str, Any]
     output: Any
 
 
 class Decoding(Strict):
+    """Sampling parameters for every call to this specialist."""
+
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(256, ge=1, le=8192)
@@ -48,8 +58,12 @@ class Escalation(Strict):
 
 
 class Manifest(Strict):
+    """A validated ``specialist.yaml``."""
+
     name: str
-    version: str = Field(description="Dotted numeric version, e.g. 1, 1.2 or 1.2.3.")
+    version: str = Field(
+        description="Dotted numeric version: 1, 1.2 or 1.2.3 (an integer is fine too)."
+    )
     description: str = Field(min_length=1)
     base_model: str
     input_schema: dict[str, Any]
@@ -67,15 +81,22 @@ class Manifest(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):
             raise ValueError(f"name {value!r} must match {NAME_PATTERN.pattern}")
         return value
 
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, value: object) -> str:
+        if isinstance(value, float):
+            raise ValueError(
+                f'version {value!r} was read as a number; quote it (version: "1.10") so '
+                "YAML keeps every digit"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"version {value!r} must be dotted numbers like 1, 1.2 or 1.2.3")
         text = str(value)
-        if not VERSION_PATTERN.match(text):
+        if not VERSION_PATTERN.fullmatch(text):
             raise ValueError(f"version {text!r} must be dotted numbers like 1, 1.2 or 1.2.3")
         return text
 
@@ -93,18 +114,23 @@ class Manifest(Strict):
     @model_validator(mode="after")
     def _examples_match(self) -> Manifest:
         for i, example in enumerate(self.few_shot):
-            try:
-                jsonschema.validate(example.input, self.input_schema)
-                jsonschema.validate(example.output, self.output_schema)
-            except jsonschema.ValidationError as exc:
-                raise ValueError(
-                    f"few_shot[{i}] does not match the schemas: {exc.message}"
-                ) from exc
+            for half, value, schema in (
+                ("input", example.input, self.input_schema),
+                ("output", example.output, self.output_schema),
+            ):
+                try:
+                    jsonschema.validate(value, schema)
+                except jsonschema.ValidationError as exc:
+                    raise ValueError(
+                        f"few_shot[{i}].{half} does not match {half}_schema: {exc.message}"
+                    ) from exc
         return self
 
     @property
     def version_key(self) -> tuple[int, ...]:
-        return tuple(int(part) for part in self.version.split("."))
+        """(major, minor, patch) for ordering: ``1.10`` > ``1.9``, and ``1`` == ``1.0``."""
+        parts = [int(part) for part in self.version.split(".")]
+        return (*parts, *[0] * (3 - len(parts)))
 
 
 def load_manifest(folder: Path) -> Manifest:
@@ -114,9 +140,11 @@ def load_manifest(folder: Path) -> Manifest:
     if not path.is_file():
         raise InvalidAdapter(name, f"no {MANIFEST_FILE} in {folder}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InvalidAdapter(name, f"{MANIFEST_FILE} is not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidAdapter(name, f"{MANIFEST_FILE} cannot be read: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidAdapter(name, f"{MANIFEST_FILE} must be a mapping")
     try:
@@ -125,6 +153,8 @@ def load_manifest(folder: Path) -> Manifest:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "manifest"
         message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key {first['loc'][-1]!r} (check its spelling)"
         raise InvalidAdapter(name, f"{MANIFEST_FILE}: {where}: {message}") from exc
     if manifest.name != name:
         raise InvalidAdapter(name, f"manifest name {manifest.name!r} differs from the folder name")

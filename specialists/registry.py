@@ -1,11 +1,21 @@
 """The adapter registry: watches ``adapters/``, validates each folder, serves it, publishes it.
 
 A folder is a specialist: a manifest (``specialist.yaml``) and, optionally, PEFT LoRA weights.
-On a new or changed folder the registry validates it, loads the weights into vLLM under a name
-unique to the version (vLLM keys its prefix cache by LoRA name and does not invalidate it on an
-in-place reload), unloads the previous version, and publishes the record to Redis, where every
-process sees it within a poll interval. A removed folder is unloaded and unregistered. A bad
+On a new or changed folder the registry validates it, snapshots the weights, loads them into
+vLLM under a name unique to the version and the weights' content, switches the catalog to it,
+and then unloads the previous version. A removed folder is unloaded and unregistered. A bad
 folder never crashes anything: it is published with status ``rejected`` and the reason.
+
+Why content-addressed names and snapshots: vLLM keys its prefix cache by LoRA name and does not
+invalidate it when an adapter is reloaded in place, and it may read an adapter's files again
+whenever it evicts it from its CPU cache. So every distinct set of weights gets its own name,
+``<name>-v<version>-<digest>``, and vLLM reads it from an immutable copy under
+``$SWARM_HOME/loras/<lora name>``, never from the folder a person may be editing. A restarted
+registry finds the names it loaded still served and leaves them be; a restarted vLLM has
+forgotten them, and the registry loads them again on its next pass.
+
+The catalog itself (:class:`~swarm.catalog.SpecialistRecord`, ``list_specialists``,
+``get_specialist``) lives in :mod:`swarm.catalog`, so readers need not import this package.
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
+import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +35,51 @@ from typing import Any
 from redis.asyncio import Redis
 
 from specialists.manifest import NAME_PATTERN, Manifest, load_manifest
-from swarm.basemodel import base_model_aliases
-from swarm.catalog import SpecialistRecord, list_specialists, put_specialist, remove_specialist
-from swarm.errors import InvalidAdapter, SwarmError
+from swarm.basemodel import base_model_aliases, resolve_base_model
+from swarm.catalog import (
+    SpecialistRecord,
+    get_specialist,
+    list_specialists,
+    put_specialist,
+    remove_specialist,
+)
+from swarm.errors import ConfigurationError, InfrastructureError, InvalidAdapter, SwarmError
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("adapter_config.json", "adapter_model.safetensors")
-TOKENIZER_FILES = ("added_tokens.json", "tokenizer.json", "tokenizer_config.json")
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+WEIGHT_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+EVAL_FILE = "eval.json"
+LORA_TENSOR_MARKERS = (".lora_A.", ".lora_B.", ".lora_embedding_A", ".lora_embedding_B")
+"""Substrings of the only tensor names a servable LoRA holds."""
+VOCAB_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_out", "trainable_tokens")
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+DIGEST_CHARS = 8
+MIN_POLL_S = 0.1
+MAX_POLL_S = 60.0
+UNSUPPORTED_VARIANTS = {
+    "layer_replication": "layer replication",
+    "alora_invocation_tokens": "Activated LoRA (aLoRA)",
+    "use_qalora": "QALoRA",
+    "use_bdlora": "block-diagonal LoRA",
+}
+"""Config keys of LoRA variants vLLM 0.32 refuses to load (see vllm/lora/peft_helper.py)."""
+SUPPORTED_INITS = {"gaussian", "eva", "orthogonal", "mica", "lora_ga"}
+"""String values of init_lora_weights that leave the base weights alone, so vLLM can serve."""
+
+
+def lora_name(name: str, version: str, digest: str) -> str:
+    """The name vLLM serves one version of a specialist's weights under.
+
+    The version makes it readable, the digest makes it unique to the weights' content, so an
+    in-place edit that forgot to bump the version still gets a fresh name (and a fresh cache).
+    Names match ``^[a-z0-9][a-z0-9_-]*$`` and the version is digits and dots, so the last
+    ``-v`` always starts the version: two specialists never share a LoRA name.
+    """
+    return f"{name}-v{version}-{digest[:DIGEST_CHARS]}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +88,8 @@ class AdapterSpec:
 
     folder: Path
     manifest: Manifest
-    has_weights: bool
+    weights_digest: str | None = None
+    """SHA-256 of the LoRA config and weights; None for a prompt-only specialist."""
     eval_summary: dict[str, Any] | None = None
 
     @property
@@ -48,36 +97,64 @@ class AdapterSpec:
         return self.manifest.name
 
     @property
+    def has_weights(self) -> bool:
+        return self.weights_digest is not None
+
+    @property
     def lora_name(self) -> str | None:
         """The versioned name vLLM serves these weights under; None for prompt-only."""
-        return f"{self.name}-v{self.manifest.version}" if self.has_weights else None
+        if self.weights_digest is None:
+            return None
+        return lora_name(self.name, self.manifest.version, self.weights_digest)
 
 
 def validate_adapter_folder(folder: Path, settings: Settings) -> AdapterSpec:
-    """Check a folder against the adapter contract; InvalidAdapter names the first problem."""
+    """Check a folder against the adapter contract (``adapters/README.md``).
+
+    Pure file checks, no model server needed. Raises :class:`InvalidAdapter` naming the first
+    problem found.
+    """
     name = folder.name
-    if not NAME_PATTERN.match(name):
-        raise InvalidAdapter(name, f"folder name must match {NAME_PATTERN.pattern}")
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidAdapter(
+            name, f"folder name must match {NAME_PATTERN.pattern} (lowercase, digits, - and _)"
+        )
     manifest = load_manifest(folder)
     present = [f for f in WEIGHT_FILES if (folder / f).is_file()]
-    if present and len(present) < len(WEIGHT_FILES):
+    if not present:
+        if (folder / "adapter_model.bin").exists():
+            raise InvalidAdapter(
+                name, "adapter_model.bin is not served; save the weights as safetensors"
+            )
+        return AdapterSpec(folder, manifest, None, _eval_summary(folder))
+    if len(present) < len(WEIGHT_FILES):
         missing = next(f for f in WEIGHT_FILES if f not in present)
         raise InvalidAdapter(name, f"LoRA weights are incomplete: {missing} is missing")
-    if present:
-        _check_lora_config(name, folder, settings)
-    return AdapterSpec(folder, manifest, bool(present), _eval_summary(folder))
+    config = _read_config(name, folder)
+    _check_lora_config(name, config, settings)
+    _check_tokens(name, folder, config, settings)
+    _check_tensors(name, folder, settings)
+    _check_base_model(name, config, settings)
+    return AdapterSpec(folder, manifest, weights_digest(folder), _eval_summary(folder))
 
 
-def _check_lora_config(name: str, folder: Path, settings: Settings) -> None:
+def _read_config(name: str, folder: Path) -> dict[str, Any]:
     try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-    except ValueError as exc:
-        raise InvalidAdapter(name, f"adapter_config.json is not valid JSON: {exc}") from exc
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise InvalidAdapter(name, f"{CONFIG_FILE} is not readable JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise InvalidAdapter(name, f"{CONFIG_FILE} must hold a JSON object")
+    return config
+
+
+def _check_lora_config(name: str, config: dict[str, Any], settings: Settings) -> None:
     peft_type = config.get("peft_type")
     if peft_type != "LORA":
         raise InvalidAdapter(name, f"peft_type is {peft_type!r}; only LORA adapters are served")
-    rank = int(config.get("r", 0))
-    ranks = [rank, *(int(r) for r in (config.get("rank_pattern") or {}).values())]
+    ranks = [config.get("r"), *(config.get("rank_pattern") or {}).values()]
+    if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in ranks):
+        raise InvalidAdapter(name, f"LoRA ranks must be positive integers, got {ranks}")
     if max(ranks) > settings.max_lora_rank:
         raise InvalidAdapter(
             name,
@@ -92,10 +169,135 @@ def _check_lora_config(name: str, folder: Path, settings: Settings) -> None:
         raise InvalidAdapter(
             name, f"modules_to_save {config['modules_to_save']} is not supported by vLLM"
         )
-    if config.get("trainable_token_indices") or any((folder / f).exists() for f in TOKENIZER_FILES):
+    for key, variant in UNSUPPORTED_VARIANTS.items():
+        if config.get(key):
+            raise InvalidAdapter(name, f"{variant} ({key}) is not supported by vLLM")
+    init = config.get("init_lora_weights")
+    if isinstance(init, str) and init.lower() not in SUPPORTED_INITS:
         raise InvalidAdapter(
-            name, "the adapter adds tokens (tokenizer files or trainable tokens); not supported"
+            name,
+            f"init_lora_weights={init!r} changes the base weights, so vLLM cannot serve it; "
+            "convert it to a plain LoRA first",
         )
+
+
+def _check_tokens(name: str, folder: Path, config: dict[str, Any], settings: Settings) -> None:
+    """Refuse adapters that add tokens: vLLM serves the base vocabulary only."""
+    if config.get("trainable_token_indices"):
+        raise InvalidAdapter(
+            name, "the adapter adds tokens (trainable_token_indices); vLLM serves the base vocab"
+        )
+    added = folder / "added_tokens.json"
+    if added.exists():
+        try:
+            count = len(json.loads(added.read_text(encoding="utf-8")) or {})
+        except (ValueError, OSError, TypeError):
+            count = -1
+        if count:
+            raise InvalidAdapter(
+                name, "the adapter adds tokens (added_tokens.json); vLLM serves the base vocab"
+            )
+    if (folder / "new_embeddings.safetensors").exists():
+        raise InvalidAdapter(
+            name, "the adapter adds tokens (new_embeddings.safetensors); vLLM serves the base vocab"
+        )
+    # Trainers often save the tokenizer next to the adapter; that is harmless unless it holds
+    # ids beyond the base model's vocabulary.
+    vocab = _base_vocab_size(settings)
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        top = _max_token_id(folder / file)
+        if vocab is not None and top is not None and top >= vocab:
+            raise InvalidAdapter(
+                name,
+                f"the adapter adds tokens ({file} has token id {top}, the base vocabulary "
+                f"has {vocab}); vLLM serves the base vocab",
+            )
+
+
+def _base_vocab_size(settings: Settings) -> int | None:
+    """The served base's vocabulary size, when its config is on this machine."""
+    try:
+        config = Path(resolve_base_model(settings)) / "config.json"
+        value = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+    except (ConfigurationError, OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _max_token_id(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    ids: list[Any] = []
+    if isinstance(data, dict):
+        model = data.get("model")
+        vocab = model.get("vocab") if isinstance(model, dict) else None
+        if isinstance(vocab, dict):
+            ids += [v for v in vocab.values() if isinstance(v, int)]
+        ids += [t.get("id") for t in data.get("added_tokens") or [] if isinstance(t, dict)]
+        decoder = data.get("added_tokens_decoder")
+        if isinstance(decoder, dict):
+            ids += [int(k) for k in decoder if str(k).isdigit()]
+    ids = [i for i in ids if isinstance(i, int)]
+    return max(ids) if ids else None
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The tensor table of a safetensors file (names, dtypes, shapes), read without the data."""
+    with path.open("rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise ValueError("file is shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES:
+            raise ValueError(f"header claims {length} bytes")
+        header = json.loads(file.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    header.pop("__metadata__", None)
+    return header
+
+
+def _check_tensors(name: str, folder: Path, settings: Settings) -> None:
+    try:
+        tensors = safetensors_header(folder / WEIGHTS_FILE)
+    except (OSError, ValueError) as exc:
+        raise InvalidAdapter(
+            name, f"{WEIGHTS_FILE} is not a readable safetensors file: {exc}"
+        ) from exc
+    if not tensors:
+        raise InvalidAdapter(name, f"{WEIGHTS_FILE} holds no tensors")
+    for tensor in sorted(tensors):
+        if any(marker in tensor for marker in LORA_TENSOR_MARKERS):
+            continue
+        if any(part in tensor for part in VOCAB_TENSORS):
+            raise InvalidAdapter(
+                name,
+                f"the adapter adds tokens or retrains the embeddings ({tensor} is a full "
+                "embedding/output matrix); vLLM serves the base vocab",
+            )
+        raise InvalidAdapter(
+            name,
+            f"{WEIGHTS_FILE} holds {tensor}, which is not a LoRA A/B matrix (DoRA magnitudes, "
+            "biases and modules_to_save are not supported by vLLM)",
+        )
+    ranks = [
+        int(info["shape"][0])
+        for tensor, info in tensors.items()
+        if ".lora_A." in tensor and isinstance(info, dict) and info.get("shape")
+    ]
+    if ranks and max(ranks) > settings.max_lora_rank:
+        raise InvalidAdapter(
+            name,
+            f"LoRA rank {max(ranks)} (in the weights) exceeds the server's --max-lora-rank "
+            f"{settings.max_lora_rank} (SWARM_MAX_LORA_RANK)",
+        )
+
+
+def _check_base_model(name: str, config: dict[str, Any], settings: Settings) -> None:
     base = config.get("base_model_name_or_path")
     aliases = base_model_aliases(settings)
     if base not in aliases:
@@ -107,25 +309,71 @@ def _check_lora_config(name: str, folder: Path, settings: Settings) -> None:
 
 
 def _eval_summary(folder: Path) -> dict[str, Any] | None:
-    path = folder / "eval.json"
     with contextlib.suppress(OSError, ValueError):
-        data = json.loads(path.read_text())
+        data = json.loads((folder / EVAL_FILE).read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else None
     return None
+
+
+def weights_digest(folder: Path) -> str:
+    """SHA-256 over the LoRA config and weights: what makes two versions different."""
+    digest = hashlib.sha256()
+    for file in WEIGHT_FILES:
+        digest.update(file.encode() + b"\0")
+        with (folder / file).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fingerprint(folder: Path) -> str:
     """Changes when any file in the folder is added, removed, resized or touched."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        with contextlib.suppress(OSError):  # a file deleted while we look: the next pass sees it
+            if path.is_file():
+                stat = path.stat()
+                relative = path.relative_to(folder)
+                digest.update(f"{relative}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
+def snapshot(spec: AdapterSpec, settings: Settings) -> Path:
+    """An immutable copy of the weights for vLLM to read, ``$SWARM_HOME/loras/<lora name>``.
+
+    Raises :class:`_FolderChanged` if the folder changed while it was copied.
+    """
+    assert spec.lora_name is not None and spec.weights_digest is not None
+    target = snapshots_dir(settings) / spec.lora_name
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".copy-"))
+    try:
+        for file in WEIGHT_FILES:
+            shutil.copy2(spec.folder / file, tmp / file)
+        if weights_digest(tmp) != spec.weights_digest:
+            raise _FolderChanged(spec.name)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def snapshots_dir(settings: Settings) -> Path:
+    """Where the weights vLLM serves are copied to."""
+    return settings.home / "loras"
+
+
+class _FolderChanged(Exception):
+    """The folder changed between validation and copy; the next pass picks up the new files."""
+
+
 class Registry:
-    """Keeps vLLM and the Redis catalog in step with the adapters dir."""
+    """Keeps vLLM and the Redis catalog in step with the adapters dir.
+
+    One registry per adapters dir: it is the catalog's only writer.
+    """
 
     def __init__(
         self,
@@ -138,46 +386,32 @@ class Registry:
         self.redis = redis
         self.settings = settings
         self.client = client
-        self.poll_s = poll_s
+        self.poll_s = min(max(poll_s, MIN_POLL_S), MAX_POLL_S)
         self._seen: dict[str, str] = {}
+        """Folder name -> fingerprint of the files last registered (ready or rejected)."""
         self._stopping = asyncio.Event()
 
     async def sync_once(self) -> dict[str, SpecialistRecord]:
-        """One pass over the adapters dir; returns the records that changed."""
+        """One pass over the adapters dir; returns the records published in this pass.
+
+        A folder whose load failed for a passing reason (vLLM down) is not marked as seen, so
+        the next pass tries again; its previous record, if any, stays as it was.
+        """
         folders = await asyncio.to_thread(self._scan)
+        registered = {r.name: r for r in await list_specialists(self.redis)}
         changed: dict[str, SpecialistRecord] = {}
         for name, (folder, mark) in sorted(folders.items()):
             if self._seen.get(name) == mark:
                 continue
-            record = await self._register(folder)
-            self._seen[name] = mark
-            changed[name] = record
-        registered = {r.name: r for r in await list_specialists(self.redis)}
-        for name in set(registered) | set(self._seen):
+            record = await self._register(folder, registered.get(name))
+            if record is not None:
+                self._seen[name] = mark
+                changed[name] = record
+        for name in sorted(set(registered) | set(self._seen)):
             if name not in folders:
                 await self._unregister(name, registered.get(name))
-        await self._reload_lost(registered, folders)
+        await self._reload_lost()
         return changed
-
-    async def _reload_lost(
-        self, registered: dict[str, SpecialistRecord], folders: dict[str, tuple[Path, str]]
-    ) -> None:
-        """A restarted vLLM has forgotten runtime-loaded adapters: load them again."""
-        wanted = {
-            r.lora_name: folders[r.name][0]
-            for r in registered.values()
-            if r.ready and r.lora_name and r.name in folders
-        }
-        if not wanted:
-            return
-        try:
-            served = set(await self.client.list_models())
-            for lora_name, folder in wanted.items():
-                if lora_name not in served:
-                    log.info("reloading %s into vLLM", lora_name)
-                    await self.client.load_adapter(lora_name, str(folder))
-        except SwarmError as exc:
-            log.warning("could not check vLLM's adapters: %s", exc)
 
     def _scan(self) -> dict[str, tuple[Path, str]]:
         """Each adapter folder with its fingerprint (file I/O, so run in a thread)."""
@@ -185,24 +419,28 @@ class Registry:
         if not root.is_dir():
             return {}
         return {
-            p.name: (p.resolve(), fingerprint(p))
+            p.name: (p.absolute(), fingerprint(p))
             for p in root.iterdir()
             if p.is_dir() and not p.name.startswith(".")
         }
 
-    async def _register(self, folder: Path) -> SpecialistRecord:
+    async def _register(
+        self, folder: Path, previous: SpecialistRecord | None
+    ) -> SpecialistRecord | None:
         name = folder.name
-        previous = await _get(self.redis, name)
         try:
             spec = await asyncio.to_thread(validate_adapter_folder, folder, self.settings)
             if spec.lora_name is not None:
-                await self.client.load_adapter(spec.lora_name, str(folder))
+                await self._ensure_loaded(spec)
+        except InvalidAdapter as exc:
+            return await self._reject(name, exc.reason, previous)
+        except (InfrastructureError, _FolderChanged) as exc:
+            log.warning("adapter %s not registered yet (will retry): %s", name, exc)
+            return None
         except SwarmError as exc:
-            reason = exc.reason if isinstance(exc, InvalidAdapter) else str(exc)
-            record = SpecialistRecord(name=name, status="rejected", reason=reason)
-            log.warning("adapter %s rejected: %s", name, reason)
-            await put_specialist(self.redis, record)
-            return record
+            return await self._reject(name, str(exc), previous)
+        except Exception as exc:  # an unreadable folder must not stop the other folders
+            return await self._reject(name, f"cannot read the folder: {exc!r}", previous)
         record = SpecialistRecord(
             name=spec.name,
             version=spec.manifest.version,
@@ -213,44 +451,82 @@ class Registry:
             eval_summary=spec.eval_summary,
         )
         await put_specialist(self.redis, record)
-        if previous and previous.lora_name and previous.lora_name != record.lora_name:
+        if previous is not None and previous.lora_name not in (None, record.lora_name):
             await self._unload(previous.lora_name)
         log.info(
             "adapter %s v%s ready (%s)", name, record.version, record.lora_name or "prompt-only"
         )
         return record
 
+    async def _reject(
+        self, name: str, reason: str, previous: SpecialistRecord | None
+    ) -> SpecialistRecord:
+        record = SpecialistRecord(name=name, status="rejected", reason=reason)
+        log.warning("adapter %s rejected: %s", name, reason)
+        await put_specialist(self.redis, record)
+        if previous is not None and previous.lora_name:
+            await self._unload(previous.lora_name)  # nobody may use the old version any more
+        return record
+
+    async def _ensure_loaded(self, spec: AdapterSpec) -> None:
+        """Load the spec's weights unless vLLM already serves them under their name."""
+        assert spec.lora_name is not None
+        if spec.lora_name in await self.client.list_models():
+            return
+        path = await asyncio.to_thread(snapshot, spec, self.settings)
+        await self.client.load_adapter(spec.lora_name, str(path))
+
+    async def _reload_lost(self) -> None:
+        """A restarted vLLM has forgotten runtime-loaded adapters: load them again."""
+        wanted = {
+            r.lora_name: r.name
+            for r in await list_specialists(self.redis)
+            if r.ready and r.lora_name
+        }
+        if not wanted:
+            return
+        try:
+            served = set(await self.client.list_models())
+            for lora, name in wanted.items():
+                if lora in served:
+                    continue
+                path = snapshots_dir(self.settings) / lora
+                if path.is_dir():
+                    log.info("vLLM lost %s; loading it again", lora)
+                    await self.client.load_adapter(lora, str(path))
+                else:
+                    self._seen.pop(name, None)  # the snapshot is gone: register from scratch
+        except SwarmError as exc:
+            log.warning("could not restore vLLM's adapters: %s", exc)
+
     async def _unregister(self, name: str, record: SpecialistRecord | None) -> None:
+        await remove_specialist(self.redis, name)
         if record is not None and record.lora_name:
             await self._unload(record.lora_name)
-        await remove_specialist(self.redis, name)
         self._seen.pop(name, None)
         log.info("adapter %s removed", name)
 
-    async def _unload(self, lora_name: str) -> None:
+    async def _unload(self, lora: str) -> None:
         try:
-            await self.client.unload_adapter(lora_name)
+            await self.client.unload_adapter(lora)
         except SwarmError as exc:
-            log.warning("could not unload %s: %s", lora_name, exc)
+            log.warning("could not unload %s: %s", lora, exc)
+            return
+        await asyncio.to_thread(shutil.rmtree, snapshots_dir(self.settings) / lora, True)
 
     async def run(self) -> None:
-        """Poll the adapters dir until ``stop()``."""
+        """Poll the adapters dir every ``poll_s`` until :meth:`stop`."""
         while not self._stopping.is_set():
             try:
                 await self.sync_once()
             except Exception:
-                log.exception("registry pass failed; retrying")
+                log.exception("registry pass failed; retrying in %.1fs", self.poll_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_s)
 
     def stop(self) -> None:
+        """Ask :meth:`run` to return after the current pass."""
         self._stopping.set()
-
-
-async def _get(redis: Redis, name: str) -> SpecialistRecord | None:
-    from swarm.catalog import get_specialist
-
-    return await get_specialist(redis, name)
 
 
 async def run_registry(settings: Settings) -> None:
@@ -270,3 +546,14 @@ async def run_registry(settings: Settings) -> None:
     finally:
         await client.aclose()
         await redis.aclose()
+
+
+__all__ = [
+    "AdapterSpec",
+    "Registry",
+    "get_specialist",
+    "list_specialists",
+    "lora_name",
+    "run_registry",
+    "validate_adapter_folder",
+]

@@ -4,6 +4,17 @@ Structured output goes through ``response_format`` json_schema; vLLM 0.32 silent
 older ``guided_json`` parameter, so it is never used. Constrained decoding can still produce text
 that is not valid JSON (raw control characters, or a cut-off at ``max_tokens``), so every output
 is parsed and validated against its schema here, in Python.
+
+Errors are translated at this boundary:
+
+- connection errors, connect timeouts, 429 and 5xx are retried with exponential backoff and
+  jitter; when the retries run out they become :class:`ModelUnavailable`;
+- a read timeout is not retried (the server may still be generating, and a retry would double
+  the caller's wait): :class:`ModelUnavailable` at once;
+- 404 for a chat model: :class:`UnknownSpecialist`; 401/403: :class:`ConfigurationError`;
+  any other 4xx: :class:`UserError` with the server's message;
+- an adapter vLLM cannot load (it answers 500 or 404 to ``load_lora_adapter``):
+  :class:`InvalidAdapter`, not retried, because loading the same files again fails again.
 """
 
 from __future__ import annotations
@@ -12,17 +23,30 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import jsonschema
 
-from swarm.errors import InvalidOutput, ModelUnavailable, UnknownSpecialist, UserError
+from swarm.errors import (
+    ConfigurationError,
+    InvalidAdapter,
+    InvalidOutput,
+    ModelUnavailable,
+    UnknownSpecialist,
+    UserError,
+)
 from swarm.settings import Settings
 
 BACKOFF_BASE_S = 0.25
 BACKOFF_MAX_S = 4.0
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+"""Statuses worth another try: overload, or a server (or proxy in front of it) in trouble."""
+LOAD_RETRY_STATUS = frozenset({429, 502, 503, 504})
+"""vLLM answers a failed adapter load with 500; that is the adapter's fault, not transient."""
+HEALTH_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,12 +67,20 @@ class Completion:
     finish_reason: str | None = None
     logprobs: list[float] | None = None
     """Log-probability of each generated token, when asked for."""
+    top_logprobs: list[dict[str, float]] | None = None
+    """Per generated token, the most likely alternatives and their log-probabilities."""
 
 
 def parse_json_output(text: str, schema: dict[str, Any]) -> Any:
-    """Parse and validate model output; InvalidOutput says why it cannot be used."""
+    """Parse and validate model output; InvalidOutput says why it cannot be used.
+
+    Parsing is strict: a raw control character (a literal newline or tab) inside a JSON string
+    is refused even though constrained decoding let it through. Such output is not JSON, and
+    lenient parsing would hand downstream code strings that no JSON encoder would have written;
+    the caller retries instead.
+    """
     try:
-        value = json.loads(text)  # strict: raw control characters inside strings are refused
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidOutput(f"output is not valid JSON: {exc}", raw=text) from exc
     try:
@@ -62,7 +94,11 @@ def parse_json_output(text: str, schema: dict[str, Any]) -> Any:
 
 
 class ModelClient:
-    """Chat completions and LoRA management against one OpenAI-compatible server."""
+    """Chat completions and LoRA management against an OpenAI-compatible server.
+
+    ``settings.vllm_urls`` may list several servers for scale-out; today every call goes to
+    the first (see :meth:`_route`), the one place where routing by adapter will go.
+    """
 
     def __init__(
         self,
@@ -73,16 +109,21 @@ class ModelClient:
         retries: int | None = None,
         timeout_s: float | None = None,
     ) -> None:
-        self.base_url = (base_url or settings.vllm_urls[0]).rstrip("/")
+        self.urls = [base_url.rstrip("/")] if base_url else list(settings.vllm_urls)
+        if not self.urls:
+            raise ConfigurationError("no model server configured: set SWARM_VLLM_URLS")
         key = api_key or (
             settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         )
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.retries = settings.model_retries if retries is None else retries
-        self.timeout_s = timeout_s or settings.model_timeout_s
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=self.timeout_s
-        )
+        self.timeout_s = settings.model_timeout_s if timeout_s is None else timeout_s
+        self._http = httpx.AsyncClient(headers=headers, timeout=self.timeout_s)
+
+    @property
+    def base_url(self) -> str:
+        """The server calls go to when no routing applies."""
+        return self.urls[0]
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -102,11 +143,17 @@ class ModelClient:
         temperature: float = 0.0,
         max_tokens: int = 256,
         top_p: float | None = None,
-        logprobs: bool = False,
+        stop: list[str] | None = None,
         seed: int | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
         timeout_s: float | None = None,
     ) -> Completion:
-        """One chat completion. With ``output_schema`` the reply is constrained and validated."""
+        """One chat completion. With ``output_schema`` the reply is constrained and validated.
+
+        ``model`` is the served base name or a LoRA name (a specialist record's ``lora_name``).
+        Raises :class:`InvalidOutput` when the reply is cut off, not JSON, or off-schema.
+        """
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -115,30 +162,33 @@ class ModelClient:
         }
         if top_p is not None:
             body["top_p"] = top_p
+        if stop:
+            body["stop"] = stop
         if seed is not None:
             body["seed"] = seed
-        if logprobs:
+        if logprobs or top_logprobs:
             body["logprobs"] = True
+            if top_logprobs:
+                body["top_logprobs"] = top_logprobs
         if output_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": output_schema, "strict": True},
             }
         started = time.perf_counter()
-        data = await self._request("POST", "/v1/chat/completions", json=body, timeout_s=timeout_s)
+        data = await self._request("POST", "/v1/chat/completions", body, timeout_s=timeout_s)
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
             usage = data.get("usage") or {}
-        except (KeyError, IndexError, TypeError) as exc:
-            raise InvalidOutput(f"malformed completion from {self.base_url}: {exc}") from exc
-        token_logprobs = None
-        if logprobs and choice.get("logprobs"):
-            token_logprobs = [float(t["logprob"]) for t in choice["logprobs"].get("content") or []]
+            tokens = (choice.get("logprobs") or {}).get("content") or []
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise InvalidOutput(f"malformed completion from {self.base_url}: {exc!r}") from exc
+        finish_reason = choice.get("finish_reason")
         parsed = None
         if output_schema is not None:
-            if choice.get("finish_reason") == "length":
+            if finish_reason == "length":
                 raise InvalidOutput(f"output cut off at max_tokens={max_tokens}", raw=text)
             parsed = parse_json_output(text, output_schema)
         return Completion(
@@ -147,65 +197,144 @@ class ModelClient:
             json=parsed,
             usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
             latency_ms=latency_ms,
-            finish_reason=choice.get("finish_reason"),
-            logprobs=token_logprobs,
+            finish_reason=finish_reason,
+            logprobs=[float(t["logprob"]) for t in tokens] if body.get("logprobs") else None,
+            top_logprobs=(
+                [
+                    {str(a["token"]): float(a["logprob"]) for a in t.get("top_logprobs") or []}
+                    for t in tokens
+                ]
+                if top_logprobs
+                else None
+            ),
         )
 
     async def load_adapter(self, lora_name: str, path: str) -> None:
-        """Load a LoRA into vLLM under ``lora_name`` (needs VLLM_ALLOW_RUNTIME_LORA_UPDATING)."""
-        await self._request(
-            "POST", "/v1/load_lora_adapter", json={"lora_name": lora_name, "lora_path": path}
-        )
+        """Load LoRA weights from ``path`` (as the server sees it) under ``lora_name``.
 
-    async def unload_adapter(self, lora_name: str) -> None:
-        await self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": lora_name})
+        Needs ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` on the server (``swarm serve-model`` sets it).
+        Raises :class:`InvalidAdapter` when vLLM cannot load the files, with vLLM's reason.
+        """
+        try:
+            await self._request(
+                "POST",
+                "/v1/load_lora_adapter",
+                {"lora_name": lora_name, "lora_path": path},
+                retry_status=LOAD_RETRY_STATUS,
+                raw_refusals=True,
+            )
+        except _Refused as exc:
+            if exc.status in (404, 500):
+                raise InvalidAdapter(lora_name, f"vLLM could not load it: {exc.detail}") from exc
+            raise exc.translated() from exc
+
+    async def unload_adapter(self, lora_name: str) -> bool:
+        """Unload a LoRA; returns False if the server did not have it (nothing to do)."""
+        try:
+            await self._request(
+                "POST", "/v1/unload_lora_adapter", {"lora_name": lora_name}, raw_refusals=True
+            )
+        except _Refused as exc:
+            if exc.status == 404:
+                return False
+            raise exc.translated() from exc
+        return True
 
     async def list_models(self) -> list[str]:
+        """Names the server answers to: the base model and every loaded LoRA."""
         data = await self._request("GET", "/v1/models")
-        return [str(m["id"]) for m in data.get("data", [])]
+        try:
+            return [str(m["id"]) for m in data["data"]]
+        except (KeyError, TypeError) as exc:
+            raise ModelUnavailable(f"{self.base_url}/v1/models answered {data!r:.200}") from exc
 
     async def health(self) -> bool:
+        """True when the server answers ``/health`` with 200; never raises."""
         try:
-            response = await self._http.get("/health", timeout=5)
+            response = await self._http.get(
+                f"{self.base_url}/health", timeout=min(HEALTH_TIMEOUT_S, self.timeout_s)
+            )
         except httpx.HTTPError:
             return False
         return response.status_code == 200
 
+    def _route(self, body: Any) -> str:
+        """The server for one request; the hook for routing adapters across servers."""
+        return self.urls[0]
+
     async def _request(
-        self, method: str, path: str, *, json: Any = None, timeout_s: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout_s: float | None = None,
+        retry_status: Collection[int] = RETRY_STATUS,
+        raw_refusals: bool = False,
     ) -> Any:
-        """Send with retries and backoff on connection errors and 5xx; translate errors."""
-        last: str = ""
+        """Send with retries and backoff on connection errors and retryable statuses.
+
+        Any other 4xx/5xx raises its translated swarm error, or with ``raw_refusals`` a
+        :class:`_Refused` for the caller to translate in its own terms.
+        """
+        base = self._route(body)
+        url = f"{base}{path}"
+        timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.001)
+        last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
             try:
-                response = await self._http.request(
-                    method, path, json=json, timeout=timeout_s or self.timeout_s
-                )
+                response = await self._http.request(method, url, json=body, timeout=timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                last = f"cannot connect to {base}: {type(exc).__name__}: {exc}"
+                continue
             except httpx.TimeoutException as exc:
-                raise ModelUnavailable(
-                    f"{self.base_url}{path} timed out after {timeout_s or self.timeout_s:g}s"
-                ) from exc
+                raise ModelUnavailable(f"{url} timed out after {timeout:g}s") from exc
             except httpx.TransportError as exc:
-                last = f"cannot connect to {self.base_url}: {type(exc).__name__}: {exc}"
+                # The connection broke mid-request (server restart, reset): worth a retry.
+                last = f"connection to {base} failed: {type(exc).__name__}: {exc}"
                 continue
-            if response.status_code >= 500:
-                last = f"{self.base_url}{path} answered {response.status_code}: {_detail(response)}"
+            if response.status_code in retry_status:
+                last = f"{url} answered {response.status_code}: {_detail(response)}"
                 continue
-            if response.status_code == 404 and path == "/v1/chat/completions":
-                raise UnknownSpecialist(
-                    f"the model server does not serve {json['model']!r}: {_detail(response)}"
-                )
             if response.status_code >= 400:
-                raise UserError(
-                    f"{self.base_url}{path} refused the request "
-                    f"({response.status_code}): {_detail(response)}"
-                )
-            content_type = response.headers.get("content-type", "")
-            return response.json() if "json" in content_type else response.text
+                refused = _Refused(url, response.status_code, _detail(response), body)
+                if raw_refusals and response.status_code not in (401, 403):
+                    raise refused
+                raise refused.translated()
+            if "json" not in response.headers.get("content-type", ""):
+                return response.text
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise ModelUnavailable(f"{url} answered with broken JSON: {exc}") from exc
         raise ModelUnavailable(f"{last} (after {self.retries + 1} attempts)")
+
+
+class _Refused(Exception):
+    """A 4xx (or non-retryable 5xx) answer, kept raw so each endpoint can translate it."""
+
+    def __init__(self, url: str, status: int, detail: str, body: Any) -> None:
+        super().__init__(f"{url} answered {status}: {detail}")
+        self.url = url
+        self.status = status
+        self.detail = detail
+        self.body = body
+
+    def translated(self) -> Exception:
+        """The swarm error for this answer."""
+        if self.status in (401, 403):
+            return ConfigurationError(
+                f"{self.url} refused our credentials ({self.status}); check SWARM_VLLM_API_KEY"
+            )
+        model = self.body.get("model") if isinstance(self.body, dict) else None
+        if self.status == 404 and model is not None:
+            return UnknownSpecialist(f"the model server does not serve {model!r}: {self.detail}")
+        if self.status >= 500:
+            return ModelUnavailable(f"{self.url} failed ({self.status}): {self.detail}")
+        return UserError(f"{self.url} refused the request ({self.status}): {self.detail}")
 
 
 def _detail(response: httpx.Response) -> str:
@@ -215,4 +344,6 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:300]
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         return str(data["error"].get("message", data))[:300]
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])[:300]
     return str(data)[:300]

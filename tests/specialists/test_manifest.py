@@ -35,7 +35,13 @@ def test_a_valid_manifest_loads(tmp_path: Path) -> None:
     [
         ({"name": "other"}, "manifest name 'other' differs from the folder name"),
         ({"version": "one"}, "version 'one' must be dotted numbers"),
-        ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
+        ({"colour": "blue"}, "colour: unknown key 'colour'"),
+        ({"decoding": {"temprature": 0.2}}, "decoding.temprature: unknown key 'temprature'"),
+        ({"version": 1.10}, "version 1.1 was read as a number; quote it"),
+        ({"version": "1.2.3.4"}, "version '1.2.3.4' must be dotted numbers"),
+        ({"name": "Notes"}, "name 'Notes' must match"),
+        ({"base_model": None}, "base_model: Input should be a valid string"),
+        ({"system_prompt": ""}, "system_prompt: String should have at least 1 character"),
         ({"description": ""}, "description: String should have at least 1 character"),
         (
             {"output_schema": {"type": "object", "properties": 5}},
@@ -44,7 +50,15 @@ def test_a_valid_manifest_loads(tmp_path: Path) -> None:
         ({"input_schema": {"type": "string"}}, "input_schema: must describe a JSON object"),
         (
             {"few_shot": [{"input": {"text": "x"}, "output": {"wrong": 1}}]},
-            "few_shot[0] does not match the schemas",
+            "few_shot[0].output does not match output_schema",
+        ),
+        (
+            {"few_shot": [{"input": {}, "output": {"entities": []}}]},
+            "few_shot[0].input does not match input_schema",
+        ),
+        (
+            {"escalation": {"min_confidence": 1.5}},
+            "escalation.min_confidence: Input should be less than or equal to 1",
         ),
         ({"decoding": {"temperature": 9}}, "decoding.temperature: Input should be less than"),
     ],
@@ -58,6 +72,15 @@ def test_each_bad_manifest_is_rejected_with_its_reason(
     assert reason in info.value.reason, info.value.reason
 
 
+def test_versions_compare_numerically(tmp_path: Path) -> None:
+    def key(version: Any) -> tuple[int, ...]:
+        folder = write_manifest(tmp_path / "notes", builtin_manifest("notes", version=version))
+        return load_manifest(folder).version_key
+
+    assert key("1.10") > key("1.9") > key(1) == key("1.0") == key("1.0.0")
+    assert key(2) > key("1.99.99")
+
+
 def test_missing_and_unparseable_manifests(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidAdapter, match=r"no specialist\.yaml"):
@@ -66,6 +89,14 @@ def test_missing_and_unparseable_manifests(tmp_path: Path) -> None:
     (tmp_path / "broken" / "specialist.yaml").write_text("name: [unclosed")
     with pytest.raises(InvalidAdapter, match="not valid YAML"):
         load_manifest(tmp_path / "broken")
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "specialist.yaml").write_text("- name: list")
+    with pytest.raises(InvalidAdapter, match="must be a mapping"):
+        load_manifest(tmp_path / "list")
+    (tmp_path / "binary").mkdir()
+    (tmp_path / "binary" / "specialist.yaml").write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(InvalidAdapter, match="cannot be read"):
+        load_manifest(tmp_path / "binary")
 
 
 def test_the_worked_example_in_adapters_readme_is_valid(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""The registry against real Redis and a real vLLM server: drop, serve, replace, remove, reject."""
+"""The registry: every rejection reason (pure file checks), the catalog in real Redis, and the
+serving life cycle against a real vLLM server: drop, serve, replace, remove."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -10,26 +12,45 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from safetensors.torch import load_file, save_file
 
 from specialists.registry import Registry, validate_adapter_folder
+from swarm import names
+from swarm.basemodel import served_base_name
 from swarm.catalog import get_specialist, list_specialists
 from swarm.errors import InvalidAdapter
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
 
 from adapterfactory import builtin_manifest, make_lora, write_manifest
-from conftest import VllmServer
+from conftest import TEST_HOME, VllmServer, free_port
+from redisfixture import TEST_REDIS_URL
 
-pytestmark = pytest.mark.slow
+MAX_RANK = 16
 
 
 @pytest.fixture(scope="module")
-def lora_template(vllm_server: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lora_template(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid random-weight LoRA (rank 8) for the default base, built once per module."""
+    settings = Settings(home=TEST_HOME)
     folder = tmp_path_factory.mktemp("lora") / "template"
-    return make_lora(folder, str(vllm_server.model_dir), base_name=vllm_server.served_base)
+    return make_lora(folder, str(default_model_dir), base_name=served_base_name(settings))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, default_model_dir: Path) -> Settings:
+    (tmp_path / "adapters").mkdir()
+    return Settings(
+        home=TEST_HOME,
+        redis_url=TEST_REDIS_URL,
+        adapters_dir=tmp_path / "adapters",
+        max_lora_rank=MAX_RANK,
+        vllm_urls=[f"http://127.0.0.1:{free_port()}"],  # nothing listens: vLLM is down
+    )
 
 
 def adapter(root: Path, name: str, template: Path, *, version: str = "1", **config: Any) -> Path:
+    """Copy the template LoRA into ``root/name`` with a manifest, editing its config."""
     folder = root / name
     if folder.exists():
         shutil.rmtree(folder)
@@ -43,11 +64,290 @@ def adapter(root: Path, name: str, template: Path, *, version: str = "1", **conf
     return folder
 
 
+def peft_variant(root: Path, name: str, model_dir: Path, **options: Any) -> Path:
+    """A LoRA really trained-shaped by PEFT with an option vLLM cannot serve."""
+    folder = root / name
+    make_lora(
+        folder, str(model_dir), base_name=served_base_name(Settings(home=TEST_HOME)), **options
+    )
+    return write_manifest(folder, builtin_manifest(name))
+
+
+def add_tensor(folder: Path, tensor: str) -> None:
+    """Add one extra (non-LoRA) tensor to the adapter's weights."""
+    path = folder / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    tensors[tensor] = next(iter(tensors.values())).clone()
+    save_file(tensors, str(path))
+
+
+# Every rejection reason: (folder name, how to break a valid LoRA folder, expected reason).
+Breaker = Callable[[Path, Path], Any]
+REJECTIONS: list[tuple[str, Breaker, str]] = [
+    ("Upper", lambda f, t: adapter(f.parent, f.name, t), "folder name must match"),
+    ("bad.name", lambda f, t: adapter(f.parent, f.name, t), "folder name must match"),
+    ("nomanifest", lambda f, t: shutil.copytree(t, f), "no specialist.yaml"),
+    (
+        "mismatch",
+        lambda f, t: write_manifest(f, builtin_manifest("other")),
+        "manifest name 'other' differs from the folder name",
+    ),
+    (
+        "unknownkey",
+        lambda f, t: write_manifest(f, builtin_manifest("unknownkey", colour="blue")),
+        "unknown key 'colour'",
+    ),
+    (
+        "half",
+        lambda f, t: (
+            write_manifest(f, builtin_manifest("half")),
+            shutil.copy(t / "adapter_config.json", f),
+        ),
+        "LoRA weights are incomplete: adapter_model.safetensors is missing",
+    ),
+    (
+        "noconfig",
+        lambda f, t: (
+            write_manifest(f, builtin_manifest("noconfig")),
+            shutil.copy(t / "adapter_model.safetensors", f),
+        ),
+        "LoRA weights are incomplete: adapter_config.json is missing",
+    ),
+    (
+        "pickle",
+        lambda f, t: (
+            write_manifest(f, builtin_manifest("pickle")),
+            (f / "adapter_model.bin").write_bytes(b"\x80"),
+        ),
+        "adapter_model.bin is not served",
+    ),
+    (
+        "notjson",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            (f / "adapter_config.json").write_text("{"),
+        ),
+        "adapter_config.json is not readable JSON",
+    ),
+    (
+        "ia3",
+        lambda f, t: adapter(f.parent, f.name, t, peft_type="IA3"),
+        "peft_type is 'IA3'; only LORA adapters are served",
+    ),
+    (
+        "rankstr",
+        lambda f, t: adapter(f.parent, f.name, t, r="8"),
+        "LoRA ranks must be positive integers",
+    ),
+    (
+        "rankcfg",
+        lambda f, t: adapter(f.parent, f.name, t, rank_pattern={"q_proj": 64}),
+        f"LoRA rank 64 exceeds the server's --max-lora-rank {MAX_RANK}",
+    ),
+    ("pissa", lambda f, t: adapter(f.parent, f.name, t, init_lora_weights="pissa"), "pissa"),
+    (
+        "replicate",
+        lambda f, t: adapter(f.parent, f.name, t, layer_replication=[[0, 4]]),
+        "layer replication (layer_replication) is not supported by vLLM",
+    ),
+    (
+        "trainable",
+        lambda f, t: adapter(f.parent, f.name, t, trainable_token_indices=[1, 2]),
+        "the adapter adds tokens (trainable_token_indices)",
+    ),
+    (
+        "addedjson",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            (f / "added_tokens.json").write_text('{"<x>": 49152}'),
+        ),
+        "the adapter adds tokens (added_tokens.json)",
+    ),
+    (
+        "newembed",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            shutil.copy(t / "adapter_model.safetensors", f / "new_embeddings.safetensors"),
+        ),
+        "the adapter adds tokens (new_embeddings.safetensors)",
+    ),
+    (
+        "resized",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            add_tensor(f, "base_model.model.model.embed_tokens.weight"),
+        ),
+        "retrains the embeddings (base_model.model.model.embed_tokens.weight",
+    ),
+    (
+        "magnitude",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            add_tensor(f, "base_model.model.model.layers.0.self_attn.q_proj.magnitude"),
+        ),
+        "which is not a LoRA A/B matrix",
+    ),
+    (
+        "truncated",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            (f / "adapter_model.safetensors").write_bytes(b"\x10\x00"),
+        ),
+        "adapter_model.safetensors is not a readable safetensors file",
+    ),
+    (
+        "wrongbase",
+        lambda f, t: adapter(f.parent, f.name, t, base_model_name_or_path="meta-llama/Llama-3-8B"),
+        "trained on base model 'meta-llama/Llama-3-8B', but the server serves",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "reason"), REJECTIONS, ids=[r[0] for r in REJECTIONS])
+def test_each_rejection_reason(
+    settings: Settings, lora_template: Path, name: str, build: Breaker, reason: str
+) -> None:
+    folder = settings.adapters_dir / name
+    build(folder, lora_template)
+    with pytest.raises(InvalidAdapter) as info:
+        validate_adapter_folder(folder, settings)
+    assert reason in info.value.reason, info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"rank": 32}, f"LoRA rank 32 exceeds the server's --max-lora-rank {MAX_RANK}"),
+        ({"use_dora": True}, "DoRA adapters (use_dora) are not supported by vLLM"),
+        ({"bias": "lora_only"}, "LoRA bias is not supported; train with bias='none'"),
+        pytest.param(
+            {"modules_to_save": ["lm_head"]},
+            "modules_to_save ['lm_head'] is not supported",
+            # PEFT warns that lm_head is tied to the embeddings; that is the point here.
+            marks=pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`"),
+        ),
+    ],
+    ids=["rank", "dora", "bias", "modules_to_save"],
+)
+def test_peft_variants_vllm_cannot_serve_are_rejected(
+    settings: Settings, default_model_dir: Path, options: dict[str, Any], reason: str
+) -> None:
+    folder = peft_variant(settings.adapters_dir, "variant", default_model_dir, **options)
+    with pytest.raises(InvalidAdapter) as info:
+        validate_adapter_folder(folder, settings)
+    assert reason in info.value.reason, info.value.reason
+
+
+def test_valid_folders_and_their_lora_names(
+    settings: Settings, lora_template: Path, default_model_dir: Path
+) -> None:
+    root = settings.adapters_dir
+    spec = validate_adapter_folder(adapter(root, "notes", lora_template, version="2"), settings)
+    assert spec.lora_name is not None and spec.lora_name.startswith("notes-v2-")
+    # A trainer's copy of the base tokenizer is harmless: it adds no tokens.
+    shutil.copy(default_model_dir / "tokenizer.json", root / "notes")
+    shutil.copy(default_model_dir / "tokenizer_config.json", root / "notes")
+    assert validate_adapter_folder(root / "notes", settings).lora_name == spec.lora_name
+    # The same weights under a new version, and new weights under the same version, both get
+    # a new name: vLLM must never reuse a prefix cache across different weights.
+    bumped = validate_adapter_folder(adapter(root, "notes", lora_template, version="3"), settings)
+    assert bumped.lora_name is not None and bumped.lora_name.startswith("notes-v3-")
+    retrained = adapter(root, "notes", lora_template, version="2", lora_alpha=3)
+    assert validate_adapter_folder(retrained, settings).lora_name not in (spec.lora_name, None)
+    plain = validate_adapter_folder(
+        write_manifest(root / "plain", builtin_manifest("plain")), settings
+    )
+    assert plain.lora_name is None and not plain.has_weights
+
+
+async def test_catalog_follows_the_folder_without_vllm(
+    settings: Settings, lora_template: Path, redis: Redis
+) -> None:
+    """Prompt-only folders, rejections and removals need no model server."""
+    root = settings.adapters_dir
+    write_manifest(root / "plain", builtin_manifest("plain"))
+    write_manifest(root / "broken", builtin_manifest("broken", colour="blue"))
+    (root / "README.md").write_text("files next to the folders are ignored")
+    (root / ".hidden").mkdir()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(names.SPECIALISTS_CHANNEL)
+    async with ModelClient(settings, retries=0) as client:
+        registry = Registry(redis, settings, client)
+        changed = await registry.sync_once()
+        assert {n: r.status for n, r in changed.items()} == {"broken": "rejected", "plain": "ready"}
+        plain = await get_specialist(redis, "plain")
+        assert plain is not None and plain.lora_name is None and plain.version == "0.1.0"
+        assert plain.manifest is not None and plain.manifest["name"] == "plain"
+        broken = await get_specialist(redis, "broken")
+        assert broken is not None and "unknown key 'colour'" in (broken.reason or "")
+        announced = {await _next_message(pubsub), await _next_message(pubsub)}
+        assert announced == {b"plain", b"broken"}
+
+        assert await registry.sync_once() == {}  # nothing changed, nothing republished
+
+        write_manifest(root / "broken", builtin_manifest("broken"))  # fixed
+        (root / "plain" / "specialist.yaml").write_text("name: plain\n")  # broken
+        changed = await registry.sync_once()
+        assert {n: r.status for n, r in changed.items()} == {"broken": "ready", "plain": "rejected"}
+        assert "specialist.yaml: version: Field required" in (changed["plain"].reason or "")
+
+        shutil.rmtree(root / "plain")
+        await registry.sync_once()
+        assert [r.name for r in await list_specialists(redis)] == ["broken"]
+        assert await _next_message(pubsub, skip=2) == b"plain"
+    await pubsub.aclose()
+
+
+async def test_a_lora_waits_while_vllm_is_down(
+    settings: Settings, lora_template: Path, redis: Redis
+) -> None:
+    """vLLM being down is nobody's fault: the folder is retried, never marked rejected."""
+    adapter(settings.adapters_dir, "notes", lora_template)
+    async with ModelClient(settings, retries=0) as client:
+        registry = Registry(redis, settings, client)
+        assert await registry.sync_once() == {}
+        assert await get_specialist(redis, "notes") is None
+        assert await registry.sync_once() == {}  # tried again, still waiting
+
+
+async def test_run_polls_until_stopped(settings: Settings, redis: Redis) -> None:
+    async with ModelClient(settings, retries=0) as client:
+        registry = Registry(redis, settings, client, poll_s=0.1)
+        task = asyncio.create_task(registry.run())
+        write_manifest(settings.adapters_dir / "late", builtin_manifest("late"))
+        for _ in range(100):
+            if await get_specialist(redis, "late"):
+                break
+            await asyncio.sleep(0.05)
+        assert (await get_specialist(redis, "late")) is not None
+        registry.stop()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def _next_message(pubsub: Any, *, skip: int = 0) -> bytes:
+    """The next published payload on the channel, after skipping ``skip`` of them."""
+    seen = 0
+    for _ in range(200):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+        if message is None:
+            continue
+        if seen == skip:
+            return bytes(message["data"])
+        seen += 1
+    raise AssertionError("no message published")
+
+
+# Against a real vLLM server.
+
+
 @pytest.fixture
-async def registry(vllm_server: VllmServer, redis: Redis) -> AsyncIterator[Registry]:
+async def live_registry(vllm_server: VllmServer, redis: Redis) -> AsyncIterator[Registry]:
     for child in vllm_server.adapters_dir.iterdir():
         shutil.rmtree(child)
     async with ModelClient(vllm_server.settings) as client:
+        for model in await client.list_models():
+            if model != vllm_server.served_base:
+                await client.unload_adapter(model)
         yield Registry(redis, vllm_server.settings, client)
 
 
@@ -56,98 +356,72 @@ async def served(settings: Settings) -> list[str]:
         return await client.list_models()
 
 
-async def test_dropped_folder_becomes_servable_then_replaced_then_removed(
-    registry: Registry, vllm_server: VllmServer, lora_template: Path, redis: Redis
+@pytest.mark.slow
+async def test_dropped_folder_is_served_then_replaced_then_removed(
+    live_registry: Registry, vllm_server: VllmServer, lora_template: Path, redis: Redis
 ) -> None:
-    root = vllm_server.adapters_dir
+    root, settings = vllm_server.adapters_dir, vllm_server.settings
     adapter(root, "notes", lora_template, version="1")
     write_manifest(root / "plain", builtin_manifest("plain"))  # prompt-only
-    changed = await registry.sync_once()
+    changed = await live_registry.sync_once()
     assert {n: r.status for n, r in changed.items()} == {"notes": "ready", "plain": "ready"}
-    record = await get_specialist(redis, "notes")
-    assert record and record.lora_name == "notes-v1" and record.version == "1"
-    assert (await get_specialist(redis, "plain")).lora_name is None  # type: ignore[union-attr]
-    assert "notes-v1" in await served(vllm_server.settings)
+    first = await get_specialist(redis, "notes")
+    assert first is not None and first.version == "1" and first.lora_name
+    assert first.lora_name.startswith("notes-v1-") and first.lora_name in await served(settings)
 
-    async with ModelClient(vllm_server.settings) as client:
-        # Random LoRA weights speak nonsense; servable means vLLM answers under that name.
+    async with ModelClient(settings) as client:
+        # Random LoRA weights speak nonsense; the schema still holds them to valid JSON.
         result = await client.chat(
-            "notes-v1",
+            first.lora_name,
             [{"role": "user", "content": "Acme opened an office in Paris."}],
-            max_tokens=8,
+            output_schema={
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 12}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+            max_tokens=48,
         )
-    assert result.model == "notes-v1" and result.usage.completion_tokens > 0
+    assert result.model == first.lora_name and isinstance(result.json["city"], str)
 
-    assert await registry.sync_once() == {}  # nothing changed, nothing reloaded
+    assert await live_registry.sync_once() == {}  # nothing changed, nothing reloaded
 
-    async with ModelClient(vllm_server.settings) as client:
-        await client.unload_adapter("notes-v1")  # as if vLLM had restarted
-    await registry.sync_once()
-    assert "notes-v1" in await served(vllm_server.settings)
+    # A restarted registry finds its adapters still served and leaves them as they are.
+    async with ModelClient(settings) as client:
+        fresh = await Registry(redis, settings, client).sync_once()
+    assert fresh["notes"].lora_name == first.lora_name
+
+    async with ModelClient(settings) as client:
+        await client.unload_adapter(first.lora_name)  # as if vLLM had restarted
+    await live_registry.sync_once()
+    assert first.lora_name in await served(settings)
 
     adapter(root, "notes", lora_template, version="2")
-    changed = await registry.sync_once()
-    assert changed["notes"].lora_name == "notes-v2"
-    models = await served(vllm_server.settings)
-    assert "notes-v2" in models and "notes-v1" not in models
+    changed = await live_registry.sync_once()
+    second = changed["notes"]
+    assert second.version == "2" and second.lora_name and second.lora_name.startswith("notes-v2-")
+    models = await served(settings)
+    assert second.lora_name in models and first.lora_name not in models
+    assert await get_specialist(redis, "notes") == second
 
     shutil.rmtree(root / "notes")
-    await registry.sync_once()
+    await live_registry.sync_once()
     assert await get_specialist(redis, "notes") is None
-    assert "notes-v2" not in await served(vllm_server.settings)
+    assert second.lora_name not in await served(settings)
     assert [r.name for r in await list_specialists(redis)] == ["plain"]
 
 
-REJECTIONS: list[tuple[str, dict[str, Any], str]] = [
-    ("rank", {"r": 32}, "LoRA rank 32 exceeds the server's --max-lora-rank 16"),
-    ("dora", {"use_dora": True}, "DoRA adapters (use_dora) are not supported"),
-    ("bias", {"bias": "lora_only"}, "LoRA bias is not supported"),
-    ("mts", {"modules_to_save": ["lm_head"]}, "modules_to_save ['lm_head'] is not supported"),
-    ("tokens", {"trainable_token_indices": [1, 2]}, "the adapter adds tokens"),
-    ("base", {"base_model_name_or_path": "meta-llama/Llama-3-8B"}, "trained on base model"),
-    ("ia3", {"peft_type": "IA3"}, "peft_type is 'IA3'; only LORA adapters are served"),
-]
-
-
-@pytest.mark.parametrize(("name", "config", "reason"), REJECTIONS)
-async def test_each_rejection_reason_is_published(
-    registry: Registry,
-    vllm_server: VllmServer,
-    lora_template: Path,
-    redis: Redis,
-    name: str,
-    config: dict[str, Any],
-    reason: str,
-) -> None:
-    folder = adapter(vllm_server.adapters_dir, name, lora_template, **config)
-    with pytest.raises(InvalidAdapter) as info:
-        validate_adapter_folder(folder, vllm_server.settings)
-    assert reason in info.value.reason
-    await registry.sync_once()
-    record = await get_specialist(redis, name)
-    assert record is not None and record.status == "rejected"
-    assert reason in (record.reason or "")
-
-
-async def test_folder_level_rejections(
-    registry: Registry, vllm_server: VllmServer, lora_template: Path, redis: Redis
+@pytest.mark.slow
+async def test_weights_vllm_refuses_are_rejected_and_the_old_version_unloaded(
+    live_registry: Registry, vllm_server: VllmServer, lora_template: Path, redis: Redis
 ) -> None:
     root = vllm_server.adapters_dir
-    cases: dict[str, Callable[[Path], None]] = {
-        "Upper": lambda f: write_manifest(f, builtin_manifest("Upper")),
-        "half": lambda f: (
-            write_manifest(f, builtin_manifest("half")),
-            shutil.copy(lora_template / "adapter_config.json", f),
-        ),
-        "added": lambda f: (
-            adapter(root, "added", lora_template),
-            (f / "added_tokens.json").write_text('{"<x>": 49152}'),
-        ),
-    }
-    for name, build in cases.items():
-        build(root / name)
-    await registry.sync_once()
-    reasons = {r.name: r.reason for r in await list_specialists(redis)}
-    assert "folder name must match" in (reasons["Upper"] or "")
-    assert "adapter_model.safetensors is missing" in (reasons["half"] or "")
-    assert "adds tokens" in (reasons["added"] or "")
+    adapter(root, "notes", lora_template, version="1")
+    first = (await live_registry.sync_once())["notes"]
+    # Header intact, data cut short: only loading the tensors finds out.
+    folder = adapter(root, "notes", lora_template, version="2")
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    record = (await live_registry.sync_once())["notes"]
+    assert record.status == "rejected" and "vLLM could not load it" in (record.reason or "")
+    assert first.lora_name not in await served(vllm_server.settings)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
-from swarm.errors import InvalidOutput, ModelUnavailable, UnknownSpecialist
+from swarm.errors import (
+    ConfigurationError,
+    InvalidAdapter,
+    InvalidOutput,
+    ModelUnavailable,
+    UnknownSpecialist,
+    UserError,
+)
 from swarm.modelclient import ModelClient, parse_json_output
 from swarm.settings import Settings
 
@@ -82,6 +97,125 @@ async def test_outputs_are_validated_in_python(content: str, finish: str, messag
 
 def test_parse_json_output_accepts_escaped_control_characters() -> None:
     assert parse_json_output(json.dumps({"city": "Ly\non"}), SCHEMA) == {"city": "Ly\non"}
+
+
+class Scripted:
+    """Any path, any method: each request pops the next scripted reply for its path."""
+
+    def __init__(self, replies: dict[str, list[tuple[int, Any]]], *, delay_s: float = 0.0) -> None:
+        self.replies = replies
+        self.delay_s = delay_s
+        self.seen: list[str] = []
+        self.url = ""
+
+
+@contextmanager
+def scripted_server(
+    replies: dict[str, list[tuple[int, Any]]], *, delay_s: float = 0.0
+) -> Iterator[Scripted]:
+    """A real HTTP server on a free port that answers as scripted (for failure modes)."""
+    scripted = Scripted(replies, delay_s=delay_s)
+    app = FastAPI()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def answer(path: str) -> JSONResponse:
+        scripted.seen.append("/" + path)
+        await asyncio.sleep(scripted.delay_s)
+        queue = scripted.replies["/" + path]
+        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+        return JSONResponse(body, status_code=status)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    scripted.url = f"http://127.0.0.1:{port}"
+    try:
+        yield scripted
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def vllm_error(message: str, status: int) -> tuple[int, Any]:
+    return status, {"error": {"message": message, "type": "InternalServerError", "code": status}}
+
+
+async def test_an_adapter_vllm_cannot_load_is_invalid_and_not_retried() -> None:
+    replies = {"/v1/load_lora_adapter": [vllm_error("Loading lora failed: bad shape", 500)]}
+    with scripted_server(replies) as server:
+        async with ModelClient(Settings(), base_url=server.url, retries=3) as client:
+            with pytest.raises(InvalidAdapter, match="vLLM could not load it: Loading lora"):
+                await client.load_adapter("notes-v1-abc", "/nowhere")
+    assert server.seen == ["/v1/load_lora_adapter"]
+
+
+async def test_adapter_load_retries_a_gateway_error_then_succeeds() -> None:
+    replies = {"/v1/load_lora_adapter": [(503, {"error": {"message": "busy"}}), (200, "Success")]}
+    with scripted_server(replies) as server:
+        async with ModelClient(Settings(), base_url=server.url, retries=1) as client:
+            await client.load_adapter("notes-v1-abc", "/somewhere")
+    assert server.seen == ["/v1/load_lora_adapter"] * 2
+
+
+async def test_unloading_an_unknown_adapter_is_not_an_error() -> None:
+    replies = {"/v1/unload_lora_adapter": [vllm_error("cannot be found", 404)]}
+    with scripted_server(replies) as server:
+        async with ModelClient(Settings(), base_url=server.url) as client:
+            assert await client.unload_adapter("gone-v1-abc") is False
+
+
+async def test_rate_limit_is_retried_and_bad_credentials_are_a_configuration_error() -> None:
+    replies = {
+        "/v1/models": [(429, {"error": {"message": "slow down"}}), (200, {"data": [{"id": "b"}]})],
+        "/v1/chat/completions": [(401, {"error": {"message": "bad key"}})],
+    }
+    with scripted_server(replies) as server:
+        async with ModelClient(Settings(), base_url=server.url, retries=1) as client:
+            assert await client.list_models() == ["b"]
+            with pytest.raises(ConfigurationError, match="SWARM_VLLM_API_KEY"):
+                await client.chat("b", MESSAGES)
+
+
+async def test_a_read_timeout_is_not_retried() -> None:
+    replies = {"/v1/chat/completions": [(200, completion("{}"))]}
+    with scripted_server(replies, delay_s=1.0) as server:
+        async with ModelClient(Settings(), base_url=server.url, retries=3, timeout_s=0.2) as c:
+            with pytest.raises(ModelUnavailable, match=r"timed out after 0\.2s"):
+                await c.chat("m", MESSAGES)
+    assert server.seen == ["/v1/chat/completions"]
+
+
+async def test_other_client_errors_keep_the_servers_message() -> None:
+    too_long = "This model's maximum context length is 2048 tokens."
+    replies = {"/v1/chat/completions": [vllm_error(too_long, 400)]}
+    with scripted_server(replies) as server:
+        async with ModelClient(Settings(), base_url=server.url) as client:
+            with pytest.raises(UserError, match="maximum context length"):
+                await client.chat("m", MESSAGES)
+
+
+async def test_logprobs_and_top_logprobs_are_returned() -> None:
+    body = completion('{"city": "Nice"}')
+    body["choices"][0]["logprobs"] = {
+        "content": [
+            {"token": "{", "logprob": -0.1, "top_logprobs": [{"token": "{", "logprob": -0.1}]},
+            {"token": "x", "logprob": -2.0, "top_logprobs": [{"token": "y", "logprob": -0.5}]},
+        ]
+    }
+    with scripted_server({"/v1/chat/completions": [(200, body)]}) as server:
+        async with ModelClient(Settings(), base_url=server.url) as client:
+            result = await client.chat("m", MESSAGES, output_schema=SCHEMA, top_logprobs=1)
+    assert result.logprobs == [-0.1, -2.0]
+    assert result.top_logprobs == [{"{": -0.1}, {"y": -0.5}]
+
+
+async def test_health_is_false_when_nothing_listens() -> None:
+    async with ModelClient(Settings(), base_url=f"http://127.0.0.1:{free_port()}") as client:
+        assert await client.health() is False
 
 
 @pytest.mark.slow
