@@ -3,9 +3,17 @@
 It consumes task submissions, cancellations and step results from Redis Streams, and keeps every
 bit of state in the task record in Redis. Nothing lives only in memory, so any number of
 orchestrators can run side by side, and the messages of one that is killed mid-task are
-reclaimed by the bus and finished by another. Every handler is idempotent: a step request has a
-deterministic message id (publishing it twice is a no-op), and a result for a step that is no
-longer waiting is ignored.
+reclaimed by the bus and finished by another. Every handler is idempotent and may be re-run from
+the top after a crash at any line:
+
+* a submission for a task already planned only (re)dispatches the ready steps;
+* a step request has a deterministic message id, so publishing it twice is a no-op;
+* a result for a step that is no longer pending or running is ignored, but still triggers
+  dispatch of the steps it unblocked (the earlier run may have died before dispatching them).
+
+Bounds: a plan has at most ``max_steps`` steps; each task's deadline is kept in a sorted set
+that a sweeper checks every ``sweep_interval_s`` and fails overdue tasks; a plan that can no
+longer progress fails at once instead of hanging.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -23,23 +32,28 @@ from orchestrator.handoff import build_input, input_problem
 from orchestrator.planner import Planner
 from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Reject
-from swarm.catalog import SpecialistRecord, list_specialists
-from swarm.errors import InvalidPlan
+from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.errors import UserError
 from swarm.messages import (
     Cancel,
     Envelope,
     StepRequest,
     StepResult,
     TaskEvent,
+    TaskState,
     TaskSubmitted,
     utcnow,
 )
+from swarm.plans import MAX_STEPS, check_plan
 from swarm.settings import Settings
 from swarm.tasks import StepRecord, TaskNotFound, TaskRecord, TaskStore
 
 log = logging.getLogger(__name__)
 
 CANCELED_TTL_S = 86_400
+"""How long the canceled marker outlives a task: longer than any step could still be queued."""
+SWEEP_BATCH = 100
+"""Overdue tasks failed per sweep; the next sweep takes the rest."""
 
 
 def step_request_id(task_id: str, step_id: str) -> str:
@@ -53,8 +67,28 @@ def sinks(task: TaskRecord) -> list[StepRecord]:
     return [step for step in task.steps if step.id not in needed]
 
 
+def task_result(task: TaskRecord) -> Any:
+    """One sink's output as it is; several sinks' outputs by step id."""
+    outputs = sinks(task)
+    return outputs[0].output if len(outputs) == 1 else {s.id: s.output for s in outputs}
+
+
+def _stop_steps(task: TaskRecord, *, canceled: bool) -> None:
+    """End every unfinished step: running ones were cut off; pending ones never started."""
+    for step in task.steps:
+        if step.status == "running":
+            step.status = "canceled"
+            step.finished_at = utcnow()
+        elif step.status == "pending":
+            step.status = "canceled" if canceled else "skipped"
+
+
 class Orchestrator:
-    """Runs tasks: planning, dispatching ready steps, collecting results, deadlines, cancel."""
+    """Runs tasks: planning, dispatching ready steps, collecting results, deadlines, cancel.
+
+    ``max_steps`` bounds every plan (the API applies the same bound from ``swarm.plans``);
+    ``sweep_interval_s`` is how often overdue tasks are looked for.
+    """
 
     def __init__(
         self,
@@ -62,7 +96,7 @@ class Orchestrator:
         settings: Settings,
         planner: Planner,
         *,
-        max_steps: int = 16,
+        max_steps: int = MAX_STEPS,
         sweep_interval_s: float = 0.5,
     ) -> None:
         self.redis = redis
@@ -72,6 +106,7 @@ class Orchestrator:
         self.sweep_interval_s = sweep_interval_s
         self.store = TaskStore(redis)
         self.bus = Bus(redis, settings=settings)
+        self.catalog = CatalogCache(redis)
         self._consumer: Consumer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -79,13 +114,15 @@ class Orchestrator:
     # Lifecycle
 
     def start(self) -> None:
+        """Start consuming and sweeping in the background; ``close()`` stops both."""
         self._consumer = self.bus.consumer(
             [names.TASKS_STREAM, names.RESULTS_STREAM], names.ORCHESTRATORS_GROUP, self.handle
         )
         self._consumer.start()
-        self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="orchestrator:sweeper")
 
     async def close(self) -> None:
+        """Stop reading, finish in-flight messages, and stop the sweeper."""
         self._stopping.set()
         if self._consumer is not None:
             await self._consumer.close()
@@ -93,55 +130,75 @@ class Orchestrator:
             await self._sweeper
 
     async def run(self) -> None:
-        """Run until ``stop()``."""
+        """Run until ``stop()``, then shut down gracefully."""
         self.start()
         await self._stopping.wait()
         await self.close()
 
     def stop(self) -> None:
+        """Ask ``run()`` to return (safe to call from a signal handler)."""
         self._stopping.set()
 
     # Messages
 
     async def handle(self, delivery: Delivery) -> None:
+        """Bus handler for the tasks and results streams."""
         message = delivery.envelope
         body = message.body
         try:
             if isinstance(body, TaskSubmitted):
-                await self._on_submitted(message.task_id, body)
+                await self._on_submitted(message)
             elif isinstance(body, StepResult):
-                await self._on_result(message.task_id, body)
+                await self._on_result(message, body)
             elif isinstance(body, Cancel):
                 await self._on_cancel(message.task_id, body.reason)
             else:
                 raise Reject(f"orchestrators do not take {body.type} messages")
         except TaskNotFound as exc:
-            raise Reject(f"no task {exc}") from exc
+            if isinstance(body, TaskSubmitted):
+                # The API stores the record before it publishes: this is not from the API.
+                raise Reject(f"no task record for submitted task {exc}") from exc
+            # A result or cancel for a task that expired: nothing is waiting for it.
+            log.info("dropping %s for unknown task %s", body.type, message.task_id)
 
-    async def _on_submitted(self, task_id: str, submitted: TaskSubmitted) -> None:
+    async def _on_submitted(self, message: Envelope) -> None:
+        task_id = message.task_id
         task = await self.store.get(task_id)
+        if task.state == "working":
+            # Planned by an earlier delivery that may have died before dispatching.
+            await self._dispatch(task_id, message)
+            return
         if task.state != "submitted":
-            return  # already planned by an earlier delivery, or canceled meanwhile
-        catalog = {r.name: r for r in await list_specialists(self.redis)}
+            return  # finished or canceled meanwhile
+        if task.deadline is not None:
+            await self.redis.zadd(names.DEADLINES_KEY, {task_id: task.deadline.timestamp()})
         steps = task.steps
         source = task.plan_source
-        if not steps:
-            try:
+        submitted = message.body
+        if not steps and isinstance(submitted, TaskSubmitted) and submitted.plan:
+            # The record is the source of truth, but a producer that only sent the plan on the
+            # wire still meant it: an explicit plan never goes to a planner.
+            steps = [StepRecord(**s.model_dump()) for s in submitted.plan]
+            source = "explicit"
+        try:
+            if not steps:
+                catalog = await self._catalog(())
                 specs, source = await self.planner.plan(
                     task.goal or "", task.input, list(catalog.values())
                 )
-            except InvalidPlan as exc:
-                await self._end(task_id, "rejected", str(exc))
-                return
-            steps = [
-                StepRecord(id=s.id, specialist=s.specialist, depends_on=s.depends_on) for s in specs
-            ]
-        problem = self._plan_problem(steps, catalog)
-        if problem:
-            await self._end(task_id, "rejected", problem)
+                steps = [
+                    StepRecord(id=s.id, specialist=s.specialist, depends_on=s.depends_on)
+                    for s in specs
+                ]
+            specs = [s.spec() for s in steps]
+            # Explicit plans were checked by the API, but the catalog may have changed since,
+            # and a planner's plan has not been checked by anyone.
+            check_plan(
+                specs, await self._catalog(s.specialist for s in specs), max_steps=self.max_steps
+            )
+        except UserError as exc:
+            await self._end(task_id, "rejected", str(exc))
             return
-        if task.deadline is not None:
-            await self.redis.zadd(names.DEADLINES_KEY, {task_id: task.deadline.timestamp()})
 
         def begin(record: TaskRecord) -> list[TaskEvent] | None:
             if record.state != "submitted":
@@ -156,26 +213,24 @@ class Orchestrator:
                 )
             ]
 
-        await self.store.update(task_id, begin)
-        await self._dispatch(task_id)
+        task = await self.store.update(task_id, begin)
+        log.info(
+            "task %s planned (%s): %s",
+            task_id,
+            task.plan_source,
+            [s.specialist for s in task.steps],
+        )
+        await self._dispatch(task_id, message)
 
-    def _plan_problem(
-        self, steps: list[StepRecord], catalog: dict[str, SpecialistRecord]
-    ) -> str | None:
-        if len(steps) > self.max_steps:
-            return f"the plan has {len(steps)} steps; at most {self.max_steps} are allowed"
-        for step in steps:
-            record = catalog.get(step.specialist)
-            if record is None:
-                return f"step {step.id!r}: specialist {step.specialist!r} is not registered"
-            if not record.ready:
-                return (
-                    f"step {step.id!r}: specialist {step.specialist!r} was rejected: "
-                    f"{record.reason}"
-                )
-        return None
+    async def _catalog(self, wanted: Iterable[str]) -> dict[str, SpecialistRecord]:
+        """The catalog, read fresh if the cached copy lacks a specialist we need."""
+        catalog = await self.catalog.all()
+        if any(name not in catalog for name in wanted):
+            # Registered within the cache's TTL (the API saw it already): look again.
+            catalog = {r.name: r for r in await list_specialists(self.redis)}
+        return catalog
 
-    async def _dispatch(self, task_id: str) -> None:
+    async def _dispatch(self, task_id: str, cause: Envelope) -> None:
         """Send every step whose dependencies are done, then mark them running."""
         task = await self.store.get(task_id)
         if task.state != "working":
@@ -185,15 +240,19 @@ class Orchestrator:
             s for s in task.steps if s.status == "pending" and all(d in done for d in s.depends_on)
         ]
         if not ready:
+            if not any(s.status == "running" for s in task.steps) and len(done) < len(task.steps):
+                await self._end(task_id, "failed", "the plan cannot progress: no step can run")
             return
-        catalog = {r.name: r for r in await list_specialists(self.redis)}
+        catalog = await self._catalog(
+            {s.specialist for s in ready} | {s.specialist for s in done.values()}
+        )
         inputs: dict[str, dict[str, Any]] = {}
         for step in ready:
             target = catalog.get(step.specialist)
             if target is None or not target.ready:
-                await self._end(
+                await self._fail_step(
                     task_id,
-                    "failed",
+                    step.id,
                     f"step {step.id!r}: specialist {step.specialist!r} is no longer available",
                 )
                 return
@@ -203,13 +262,9 @@ class Orchestrator:
                 if done[d].specialist in catalog
             ]
             step_input = build_input(task.input, target, producers)
-            problem = input_problem(step_input, target)
+            problem = input_problem(step.id, target, step_input)
             if problem:
-                await self._end(
-                    task_id,
-                    "failed",
-                    f"step {step.id!r} ({step.specialist}) {problem}; add it to the task input",
-                )
+                await self._fail_step(task_id, step.id, problem, step_input)
                 return
             inputs[step.id] = step_input
             request = StepRequest(
@@ -221,12 +276,21 @@ class Orchestrator:
             )
             await self.bus.publish(
                 names.steps_stream(step.specialist),
-                Envelope(id=step_request_id(task_id, step.id), task_id=task_id, body=request),
+                Envelope(
+                    id=step_request_id(task_id, step.id),
+                    task_id=task_id,
+                    trace_id=cause.trace_id,
+                    traceparent=cause.traceparent,
+                    body=request,
+                ),
             )
 
         def mark_running(record: TaskRecord) -> list[TaskEvent] | None:
+            if record.terminal:
+                return None
             events = []
             for step in record.steps:
+                # A step already completed here was answered before this update landed.
                 if step.id in inputs and step.status == "pending":
                     step.status = "running"
                     step.input = inputs[step.id]
@@ -242,7 +306,9 @@ class Orchestrator:
 
         await self.store.update(task_id, mark_running)
 
-    async def _on_result(self, task_id: str, result: StepResult) -> None:
+    async def _on_result(self, message: Envelope, result: StepResult) -> None:
+        task_id = message.task_id
+
         def record_result(task: TaskRecord) -> list[TaskEvent] | None:
             if task.terminal:
                 return None
@@ -250,8 +316,8 @@ class Orchestrator:
                 step = task.step(result.step_id)
             except KeyError:
                 return None
-            if step.status not in ("pending", "running"):
-                return None  # a duplicate result
+            if step.status not in ("pending", "running") or step.specialist != result.specialist:
+                return None  # a duplicate, or not an answer to this step
             step.output = result.output
             step.error = result.error
             step.adapter = result.adapter
@@ -268,9 +334,7 @@ class Orchestrator:
                 step.status = "failed"
                 task.state = "failed"
                 task.reason = f"step {step.id!r} ({step.specialist}) failed: {result.error}"
-                for other in task.steps:
-                    if other.status == "pending":
-                        other.status = "skipped"
+                _stop_steps(task, canceled=False)
                 return [
                     TaskEvent(
                         kind="step.failed", step_id=step.id, detail=detail, reason=result.error
@@ -286,10 +350,7 @@ class Orchestrator:
                 )
             ]
             if all(s.status == "completed" for s in task.steps):
-                outputs = sinks(task)
-                task.result = (
-                    outputs[0].output if len(outputs) == 1 else {s.id: s.output for s in outputs}
-                )
+                task.result = task_result(task)
                 task.state = "completed"
                 events.append(
                     TaskEvent(kind="state", state="completed", detail={"result": task.result})
@@ -298,35 +359,69 @@ class Orchestrator:
 
         task = await self.store.update(task_id, record_result)
         if task.terminal:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(names.DEADLINES_KEY, task_id)
-                if task.state == "failed":  # stop steps still running in parallel
-                    pipe.set(names.canceled_key(task_id), b"1", ex=CANCELED_TTL_S)
-                await pipe.execute()
+            await self._after_end(task_id, task.state, task.reason)
         else:
-            await self._dispatch(task_id)
+            await self._dispatch(task_id, message)
 
     async def _on_cancel(self, task_id: str, reason: str) -> None:
         await self._end(task_id, "canceled", reason)
 
-    async def _end(self, task_id: str, state: str, reason: str) -> None:
-        """Move a task to a terminal state (if it is not in one) and stop its workers."""
+    async def _fail_step(
+        self, task_id: str, step_id: str, reason: str, step_input: dict[str, Any] | None = None
+    ) -> None:
+        """Fail one step that could not be sent (and so its task), saying why."""
 
-        def end(task: TaskRecord) -> list[TaskEvent] | None:
+        def fail(task: TaskRecord) -> list[TaskEvent] | None:
             if task.terminal:
                 return None
-            task.state = state  # type: ignore[assignment]
+            step = task.step(step_id)
+            if step.status != "pending":
+                return None
+            step.status = "failed"
+            step.error = reason
+            step.input = step_input
+            step.finished_at = utcnow()
+            task.state = "failed"
             task.reason = reason
-            for step in task.steps:
-                if step.status in ("pending", "running"):
-                    step.status = "canceled" if state in ("canceled", "failed") else "skipped"
-            return [TaskEvent(kind="state", state=task.state, reason=reason)]
+            _stop_steps(task, canceled=False)
+            return [
+                TaskEvent(kind="step.failed", step_id=step_id, reason=reason),
+                TaskEvent(kind="state", state="failed", reason=reason),
+            ]
 
-        await self.store.update(task_id, end)
+        task = await self.store.update(task_id, fail)
+        if task.terminal:
+            await self._after_end(task_id, task.state, task.reason)
+
+    async def _end(self, task_id: str, state: TaskState, reason: str) -> None:
+        """Move a task to a terminal state (unless it is in one) and stop its workers."""
+        changed = False
+
+        def end(task: TaskRecord) -> list[TaskEvent] | None:
+            nonlocal changed
+            changed = False
+            if task.terminal:
+                return None
+            changed = True
+            task.state = state
+            task.reason = reason
+            _stop_steps(task, canceled=state == "canceled")
+            return [TaskEvent(kind="state", state=state, reason=reason)]
+
+        task = await self.store.update(task_id, end)
+        if changed:
+            log.info("task %s %s: %s", task_id, state, reason)
+        await self._after_end(task_id, task.state, task.reason)
+
+    async def _after_end(self, task_id: str, state: str, reason: str | None) -> None:
+        """Forget the deadline of an ended task; tell workers to drop any step still running."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(names.DEADLINES_KEY, task_id)
-            if state in ("canceled", "failed"):
+            if state in ("failed", "canceled"):
+                # Workers check the marker before and during a step; the broadcast is for
+                # anyone listening for it (the API cancels the same way).
                 pipe.set(names.canceled_key(task_id), b"1", ex=CANCELED_TTL_S)
+                pipe.publish(names.cancel_channel(task_id), (reason or state).encode())
             await pipe.execute()
 
     # Deadlines
@@ -336,26 +431,38 @@ class Orchestrator:
             try:
                 await self.sweep()
             except Exception:
+                # A Redis hiccup must not end the sweeper; the next sweep tries again.
                 log.exception("deadline sweep failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.sweep_interval_s)
 
     async def sweep(self) -> int:
-        """Fail every task past its deadline; returns how many."""
-        now = time.time()
-        overdue = await self.redis.zrangebyscore(names.DEADLINES_KEY, 0, now, start=0, num=100)
+        """Fail every task past its deadline (up to ``SWEEP_BATCH``); returns how many."""
+        overdue = await self.redis.zrangebyscore(
+            names.DEADLINES_KEY, 0, time.time(), start=0, num=SWEEP_BATCH
+        )
         for raw in overdue:
             task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            with contextlib.suppress(TaskNotFound):
+            try:
                 task = await self.store.get(task_id)
-                waited = (utcnow() - task.created_at).total_seconds()
-                await self._end(task_id, "failed", f"deadline exceeded after {waited:.1f}s")
-            await self.redis.zrem(names.DEADLINES_KEY, task_id)
+            except TaskNotFound:
+                await self.redis.zrem(names.DEADLINES_KEY, task_id)
+                continue
+            budget = (
+                (task.deadline - task.created_at).total_seconds()
+                if task.deadline
+                else (utcnow() - task.created_at).total_seconds()
+            )
+            await self._end(task_id, "failed", f"deadline exceeded after {budget:.1f}s")
         return len(overdue)
 
 
 async def run_orchestrator(settings: Settings) -> None:
-    """``swarm orchestrator``: run until SIGINT or SIGTERM, then finish in-flight work."""
+    """``swarm orchestrator``: run until SIGINT or SIGTERM, then finish in-flight work.
+
+    Plans goals with the served base model through :class:`~orchestrator.planner.ModelPlanner`,
+    falling back to the manifest rules when the model is unreachable or unhelpful.
+    """
     import signal
 
     from orchestrator.planner import ModelPlanner
@@ -364,13 +471,19 @@ async def run_orchestrator(settings: Settings) -> None:
     from swarm.modelclient import ModelClient
 
     redis = await connect(settings.redis_url)
+    # One quick retry: a planner that waits long on a model server holds up the task, and the
+    # rule planner is always there to fall back on.
     client = ModelClient(settings, retries=1, timeout_s=30)
-    orchestrator = Orchestrator(redis, settings, ModelPlanner(client, served_base_name(settings)))
+    planner = ModelPlanner(client, served_base_name(settings))
+    orchestrator = Orchestrator(redis, settings, planner)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, orchestrator.stop)
+    log.info("orchestrator running (planner on %s)", planner.base_model)
     try:
         await orchestrator.run()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await client.aclose()
         await redis.aclose()

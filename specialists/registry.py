@@ -4,7 +4,9 @@ A folder is a specialist: a manifest (``specialist.yaml``) and, optionally, PEFT
 On a new or changed folder the registry validates it, snapshots the weights, loads them into
 vLLM under a name unique to the version and the weights' content, switches the catalog to it,
 and then unloads the previous version. A removed folder is unloaded and unregistered. A bad
-folder never crashes anything: it is published with status ``rejected`` and the reason.
+folder never crashes anything: it is published with status ``rejected`` and the reason. A
+replaced or removed LoRA stays loaded for a short grace (``UNLOAD_GRACE_S``), so a step that
+read the old record a moment ago still finds it.
 
 Why content-addressed names and snapshots: vLLM keys its prefix cache by LoRA name and does not
 invalidate it when an adapter is reloaded in place, and it may read an adapter's files again
@@ -28,6 +30,7 @@ import logging
 import shutil
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,10 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 DIGEST_CHARS = 8
 MIN_POLL_S = 0.1
 MAX_POLL_S = 60.0
+UNLOAD_GRACE_S = 5.0
+"""How long a replaced or removed LoRA stays loaded: readers cache the catalog for about a
+second (``swarm.catalog.CatalogCache``), and a step that read the old record must still find
+its LoRA when its request reaches vLLM."""
 UNSUPPORTED_VARIANTS = {
     "layer_replication": "layer replication",
     "alora_invocation_tokens": "Activated LoRA (aLoRA)",
@@ -382,13 +389,17 @@ class Registry:
         client: ModelClient,
         *,
         poll_s: float = 1.0,
+        unload_grace_s: float = UNLOAD_GRACE_S,
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.client = client
         self.poll_s = min(max(poll_s, MIN_POLL_S), MAX_POLL_S)
+        self.unload_grace_s = max(unload_grace_s, 0.0)
         self._seen: dict[str, str] = {}
         """Folder name -> fingerprint of the files last registered (ready or rejected)."""
+        self._retiring: dict[str, float] = {}
+        """LoRA name -> when (monotonic) to unload it, once no record points to it."""
         self._stopping = asyncio.Event()
 
     async def sync_once(self) -> dict[str, SpecialistRecord]:
@@ -401,8 +412,8 @@ class Registry:
         registered = {r.name: r for r in await list_specialists(self.redis)}
         changed: dict[str, SpecialistRecord] = {}
         for name, (folder, mark) in sorted(folders.items()):
-            if self._seen.get(name) == mark:
-                continue
+            if self._seen.get(name) == mark and name in registered:
+                continue  # unchanged, and still published (Redis may have lost it: republish)
             record = await self._register(folder, registered.get(name))
             if record is not None:
                 self._seen[name] = mark
@@ -411,6 +422,7 @@ class Registry:
             if name not in folders:
                 await self._unregister(name, registered.get(name))
         await self._reload_lost()
+        await self._unload_retired()
         return changed
 
     def _scan(self) -> dict[str, tuple[Path, str]]:
@@ -452,7 +464,7 @@ class Registry:
         )
         await put_specialist(self.redis, record)
         if previous is not None and previous.lora_name not in (None, record.lora_name):
-            await self._unload(previous.lora_name)
+            self._retire(previous.lora_name)
         log.info(
             "adapter %s v%s ready (%s)", name, record.version, record.lora_name or "prompt-only"
         )
@@ -465,7 +477,7 @@ class Registry:
         log.warning("adapter %s rejected: %s", name, reason)
         await put_specialist(self.redis, record)
         if previous is not None and previous.lora_name:
-            await self._unload(previous.lora_name)  # nobody may use the old version any more
+            self._retire(previous.lora_name)  # nobody may use the old version any more
         return record
 
     async def _ensure_loaded(self, spec: AdapterSpec) -> None:
@@ -502,9 +514,24 @@ class Registry:
     async def _unregister(self, name: str, record: SpecialistRecord | None) -> None:
         await remove_specialist(self.redis, name)
         if record is not None and record.lora_name:
-            await self._unload(record.lora_name)
+            self._retire(record.lora_name)
         self._seen.pop(name, None)
         log.info("adapter %s removed", name)
+
+    def _retire(self, lora: str) -> None:
+        self._retiring.setdefault(lora, time.monotonic() + self.unload_grace_s)
+
+    async def _unload_retired(self) -> None:
+        """Unload retired LoRAs whose grace has passed, unless a record uses them again."""
+        now = time.monotonic()
+        due = [lora for lora, at in self._retiring.items() if at <= now]
+        if not due:
+            return
+        in_use = {r.lora_name for r in await list_specialists(self.redis) if r.ready}
+        for lora in due:
+            del self._retiring[lora]
+            if lora not in in_use:
+                await self._unload(lora)
 
     async def _unload(self, lora: str) -> None:
         try:

@@ -26,8 +26,13 @@ from redis.asyncio import Redis
 from specialists.builtin import BUILTINS
 from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Reject
-from swarm.catalog import SpecialistRecord, get_specialist, list_specialists
-from swarm.errors import InfrastructureError, InvalidOutput, ModelBehaviorError
+from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.errors import (
+    InfrastructureError,
+    InvalidOutput,
+    ModelBehaviorError,
+    UnknownSpecialist,
+)
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
@@ -100,6 +105,7 @@ class Worker:
         self.max_output_retries = max_output_retries
         self.catalog_poll_s = catalog_poll_s
         self.bus = Bus(redis, settings=settings)
+        self.catalog = CatalogCache(redis)
         self._consumer: Consumer | None = None
         self._stopping = asyncio.Event()
 
@@ -142,7 +148,7 @@ class Worker:
             raise Reject(f"workers take step.request messages, not {request.type}")
         step = request.step
         started = time.perf_counter()
-        record = await get_specialist(self.redis, step.specialist)
+        record = await self.catalog.get(step.specialist)
         if record is None or not record.ready:
             why = "is not registered" if record is None else f"was rejected: {record.reason}"
             outcome = StepOutcome(error=f"specialist {step.specialist!r} {why}")
@@ -223,6 +229,10 @@ class Worker:
                 past = _past(request.deadline)
                 outcome.error = "deadline exceeded" if past else f"model unavailable: {exc}"
                 break
+            except UnknownSpecialist as exc:
+                # vLLM answers 404 for an adapter between its restart and the registry's reload.
+                outcome.error = f"model unavailable: {exc}"
+                continue
             prompt_tokens += completion.usage.prompt_tokens
             completion_tokens += completion.usage.completion_tokens
             outcome.tokens = TokenUsage(prompt=prompt_tokens, completion=completion_tokens)

@@ -4,6 +4,8 @@ A submitted task is checked (plan, specialists, the first steps' input) and stor
 202 goes out, then handed to the orchestrators over Redis Streams, so nothing accepted is lost.
 Every event of a task carries the Redis stream entry id as its SSE id: a client that reconnects
 with ``Last-Event-ID`` gets exactly the events it missed, then the live ones.
+
+Errors become problem details (:mod:`swarm.problems`); series are in :mod:`swarm.metrics`.
 """
 
 from __future__ import annotations
@@ -11,24 +13,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm import metrics, names, plans, problems
 from swarm.bus import Bus
-from swarm.catalog import list_specialists
-from swarm.errors import UserError
+from swarm.catalog import SpecialistRecord, list_specialists
+from swarm.errors import InvalidMessage, UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
     Envelope,
@@ -41,16 +55,67 @@ from swarm.messages import (
 )
 from swarm.problems import Problem
 from swarm.settings import Settings, get_settings
-from swarm.tasks import EVENT_FIELD, StepRecord, TaskNotFound, TaskRecord, TaskStore
+from swarm.tasks import (
+    EVENT_FIELD,
+    TERMINAL_STATES,
+    StepRecord,
+    TaskNotFound,
+    TaskRecord,
+    TaskStore,
+)
 
-MAX_BODY_BYTES = 1 << 20
+log = logging.getLogger(__name__)
+
 IDEMPOTENCY_TTL_S = 86_400
-SSE_BLOCK_MS = 5_000
-SSE_MAX_S = 3_600
+"""How long an Idempotency-Key keeps pointing at the task it created."""
+CANCELED_TTL_S = 86_400
+"""How long the canceled marker outlives a cancel (workers check it before each step)."""
+MAX_ID_LENGTH = 128
+DEFAULT_CANCEL_REASON = "canceled by request"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """The API's bounds. Defaults suit production; tests shorten the timers."""
+
+    max_body_bytes: int = 1 << 20
+    """Largest request body (1 MiB); a larger one gets 413 before any parsing."""
+    max_deadline_s: float = 86_400.0
+    """Furthest deadline a task may ask for."""
+    idempotency_wait_s: float = 5.0
+    """How long a repeated Idempotency-Key waits for its first request to store the task."""
+    sse_keepalive_s: float = 5.0
+    """Longest silence on an event stream: one XREAD BLOCK, then a keepalive comment."""
+    sse_max_s: float = 3_600.0
+    """An event stream closes after this long; the client reconnects with Last-Event-ID."""
+    ready_timeout_s: float = 2.0
+    """Per-dependency timeout of /readyz."""
+
+
+TAGS = [
+    {"name": "tasks", "description": "Submit tasks, read their state, follow and cancel them."},
+    {"name": "specialists", "description": "The registered specialists and their status."},
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
+]
+
+
+# Wire models
+
+
+def _plan_item_kind(value: Any) -> str:
+    # Tags named like pydantic's own union tags, so problems.validation_errors drops them from
+    # error locations: an error says 'plan.0.id: Field required', not 'plan.0.StepSpec.id'.
+    return "str" if isinstance(value, str) else "StepSpec"
+
+
+PlanItem = Annotated[
+    Annotated[str, Tag("str")] | Annotated[StepSpec, Tag("StepSpec")],
+    Discriminator(_plan_item_kind),
+]
 
 
 class TaskIn(BaseModel):
-    """A task to run."""
+    """A task to run: an input, and either a plan or a goal for the planner."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -60,66 +125,188 @@ class TaskIn(BaseModel):
                     "input": {"text": "Maria Lopez (maria@example.com) joined Acme in Berlin."},
                     "plan": ["pii", "entities"],
                 },
+                {
+                    "input": {"text": "Ask the sales table how many orders came from Berlin."},
+                    "plan": [
+                        {"id": "clean", "specialist": "pii", "depends_on": []},
+                        {"id": "query", "specialist": "sql", "depends_on": ["clean"]},
+                    ],
+                },
                 {"input": "Call me at +1 555 0100.", "goal": "redact personal data"},
             ]
         },
     )
 
-    input: str | dict[str, Any] = Field(description="Text, or a JSON object of input fields.")
-    plan: list[str] | list[StepSpec] | None = Field(
-        None, description="Specialist names (run in order), or steps with dependencies."
+    input: str | dict[str, Any] = Field(
+        description="Text (seen by specialists as {'text': ...}), or a JSON object of fields."
+    )
+    plan: list[PlanItem] | None = Field(
+        None,
+        description=f"Specialist names, run in order, or steps with dependencies "
+        f"(at most {plans.MAX_STEPS}). Either a plan or a goal is required.",
     )
     goal: str | None = Field(None, description="What to do, in words, for the planner.")
     deadline_s: float | None = Field(
-        None, gt=0, le=86_400, description="Seconds from now after which the task fails."
+        None, gt=0, description="Seconds from now after which the task fails (at most a day)."
     )
+    deadline: AwareDatetime | None = Field(
+        None, description="When the task fails if not done, with a time zone; or use deadline_s."
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _some_input(cls, value: Any) -> Any:
+        # One message instead of one per union member ('should be a valid string', '... dict').
+        if not isinstance(value, str | dict):
+            raise ValueError("must be a string or a JSON object")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; pass the text to work on")
+        return value
+
+    @model_validator(mode="after")
+    def _plan_or_goal(self) -> TaskIn:
+        if self.plan is None and not (self.goal or "").strip():
+            raise ValueError(
+                "pass either a 'plan' (specialist names, or steps) or a 'goal' for the planner"
+            )
+        if self.deadline_s is not None and self.deadline is not None:
+            raise ValueError("pass 'deadline_s' or 'deadline', not both")
+        return self
+
+
+class TaskLinks(BaseModel):
+    self: str = Field(description="The task's state.")
+    events: str = Field(description="The task's server-sent events.")
 
 
 class TaskAccepted(BaseModel):
+    """A task the API stored and handed to the orchestrators."""
+
     id: str
     state: str
-    links: dict[str, str]
+    links: TaskLinks
+
+
+def _hide_owner(schema: dict[str, Any]) -> None:
+    schema.get("properties", {}).pop("owner", None)
 
 
 class TaskOut(TaskRecord):
-    """A task as the API shows it (never its owner)."""
+    """A task as the API shows it: state, every step (specialist, adapter, latency, tokens,
+    output) and the result. Never its owner."""
 
-    owner: None = Field(None, exclude=True)
+    model_config = ConfigDict(json_schema_extra=_hide_owner)
 
 
 class SpecialistOut(BaseModel):
+    """A registered specialist; a rejected one says why."""
+
     name: str
-    version: str | None
-    status: str
-    description: str
-    reason: str | None
-    eval_summary: dict[str, Any] | None
+    version: str | None = None
+    status: str = Field(description="'ready', or 'rejected' (see reason).")
+    description: str = ""
+    reason: str | None = Field(None, description="Why the registry rejected it.")
+    eval_summary: dict[str, Any] | None = Field(None, description="Its shipped eval figures.")
+
+    @classmethod
+    def of(cls, record: SpecialistRecord) -> SpecialistOut:
+        return cls(
+            name=record.name,
+            version=record.version,
+            status=record.status,
+            description=record.description,
+            reason=record.reason,
+            eval_summary=record.eval_summary,
+        )
 
 
-def owner_of(key: str | None) -> str | None:
-    return hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
+class Health(BaseModel):
+    status: str = Field(description="'ok': the process is up.")
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str | None:
-    """The caller's owner id (a hash of its API key); None when auth is off."""
-    keys: set[str] = request.app.state.api_keys
+class Readiness(BaseModel):
+    status: str = Field(description="'ready'.")
+    checks: dict[str, str] = Field(description="Each dependency and 'ok' (or what failed).")
+
+
+# Plumbing
+
+
+@dataclass
+class _Services:
+    redis: Redis
+    store: TaskStore
+    bus: Bus
+    http: httpx.AsyncClient
+
+
+def _services(request: Request) -> _Services:
+    services: _Services = request.app.state.services
+    return services
+
+
+Services = Annotated[_Services, Depends(_services)]
+
+
+def owner_of(key: str) -> str:
+    """The owner id of an API key: its SHA-256, so Redis never holds a key itself."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+_bearer = HTTPBearer(auto_error=False, description="One of SWARM_API_KEYS, when set.")
+
+
+def _caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    """The caller's owner id; None when the API runs without keys."""
+    keys: list[bytes] = request.app.state.api_keys
     if not keys:
         return None
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or token not in keys:
+    if credentials is None:
         raise Problem(
             401,
-            "send a valid API key as 'Authorization: Bearer <key>'",
+            "this server needs an API key: send 'Authorization: Bearer <key>'",
+            kind="unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="swarm"'},
         )
-    return owner_of(token)
+    token = credentials.credentials.encode()
+    # Compare with every key in constant time, so response timing does not reveal a prefix.
+    if not any([hmac.compare_digest(token, key) for key in keys]):
+        raise Problem(
+            401,
+            "the API key is not valid; send one of the server's keys as "
+            "'Authorization: Bearer <key>'",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="swarm", error="invalid_token"'},
+        )
+    return owner_of(credentials.credentials)
 
 
-Owner = Annotated[str | None, Depends(caller)]
+Owner = Annotated[str | None, Depends(_caller)]
+
+
+def _json_only(content_type: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+    """Refuse a body that says it is not JSON, rather than failing to find fields in it."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise Problem(
+            415,
+            f"send the task as JSON with 'Content-Type: application/json', not {media!r}",
+            kind="unsupported-media-type",
+        )
+
+
+TaskId = Annotated[str, Path(max_length=MAX_ID_LENGTH, description="The task id.")]
 
 
 class BodyLimit:
-    """Refuses bodies over the limit with 413, by Content-Length or by counting the stream."""
+    """Refuses bodies over ``limit`` bytes with 413, by Content-Length or by counting the stream.
+
+    The body is buffered here (it is small by construction) and replayed to the app, so a
+    chunked upload that grows too large is refused before any handler sees a byte of it.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -129,326 +316,630 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length and length.isdigit() and int(length) > self.limit:
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
             await self._refuse(scope, receive, send)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise Problem(413, self._detail())
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: http.disconnect, for streaming responses
 
-    def _detail(self) -> str:
-        return f"the request body is larger than {self.limit} bytes"
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problems.problem_response(413, self._detail())
+        response = problems.problem_response(
+            413,
+            f"the request body is larger than {self.limit} bytes; send a smaller input",
+            kind="body-too-large",
+            instance=scope.get("path"),
+        )
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> FastAPI:
-    """The FastAPI app; it opens its own Redis client unless one is given."""
+# The app
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    redis: Redis | None = None,
+    limits: ApiLimits | None = None,
+) -> FastAPI:
+    """The FastAPI app. It opens its own Redis client from ``settings`` unless one is given
+    (a given client is left open on shutdown)."""
     settings = settings or get_settings()
-    keys = {k.get_secret_value() for k in settings.api_keys}
-    state: dict[str, Any] = {}
+    limits = limits or ApiLimits()
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        client = redis or Redis.from_url(settings.redis_url)
-        state["redis"] = client
-        state["store"] = TaskStore(client)
-        state["bus"] = Bus(client, settings=settings)
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis if redis is not None else Redis.from_url(settings.redis_url)
+        http = httpx.AsyncClient(timeout=limits.ready_timeout_s)
+        app.state.services = _Services(
+            redis=client, store=TaskStore(client), bus=Bus(client, settings=settings), http=http
+        )
         try:
             yield
         finally:
+            await http.aclose()
             if redis is None:
                 await client.aclose()
 
     app = FastAPI(
         title="swarm",
         version="0.1.0",
-        description="Submit tasks to distilled specialists and watch them run.",
+        summary="A runtime for small distilled specialist models.",
+        description=(
+            "Submit tasks to distilled specialists and watch them run. Every error is an RFC 9457 "
+            "problem (`application/problem+json`) whose `detail` says what to fix. When the "
+            "server has API keys, `/v1/*` needs `Authorization: Bearer <key>` and a task is "
+            "visible only to the key that created it."
+        ),
+        openapi_tags=TAGS,
         lifespan=lifespan,
     )
-    app.state.api_keys = keys
+    app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
     problems.install(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        metrics.HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
-
-    async def visible_task(task_id: str, owner: str | None) -> TaskRecord:
-        try:
-            task: TaskRecord = await state["store"].get(task_id)
-        except TaskNotFound:
-            task = None  # type: ignore[assignment]
-        if task is None or (keys and task.owner != owner):
-            raise Problem(404, f"no task {task_id!r}")
-        return task
+    # Last added runs first: metrics see every response, including a 413 from the body limit.
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(metrics.HttpMetrics)
 
     @app.post(
         "/v1/tasks",
         status_code=202,
         response_model=TaskAccepted,
         tags=["tasks"],
-        responses={400: {}, 401: {}, 413: {}, 422: {}},
+        summary="Submit a task",
+        responses={
+            200: {"model": TaskAccepted, "description": "An Idempotency-Key replay."},
+            **problems.responses(400, 401, 409, 413, 415, 422, 503),
+        },
     )
     async def submit(
         body: TaskIn,
         response: Response,
         owner: Owner,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        _json: Annotated[None, Depends(_json_only)],  # after Owner: a 401 comes first
+        services: Services,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                min_length=1,
+                max_length=200,
+                description="Retry-safe submission: the same key (per API key) returns the "
+                "task it created for a day, with status 200.",
+            ),
+        ] = None,
     ) -> TaskAccepted:
-        """Accept a task: 202 with its id. The same Idempotency-Key returns the same task."""
-        if body.plan is None and not body.goal:
-            raise Problem(422, "pass either a 'plan' (specialist names or steps) or a 'goal'")
-        redis_client: Redis = state["redis"]
-        catalog = {r.name: r for r in await list_specialists(redis_client)}
-        steps: list[StepSpec] = []
-        try:
-            if body.plan is not None:
-                steps = plans.normalise(body.plan)
-                plans.check_plan(steps, catalog)
-                input_problems = plans.first_step_input_problems(steps, body.input, catalog)
-                if input_problems:
-                    raise Problem(
-                        422,
-                        "missing or invalid input: " + "; ".join(input_problems),
-                        errors=input_problems,
-                    )
-        except UserError as exc:
-            metrics.TASKS_REJECTED.inc()
-            raise Problem(422, str(exc)) from exc
+        """Check the task, store it, hand it to the orchestrators: 202 with its id and links.
 
+        A plan is checked before anything is stored: every specialist must be registered and
+        ready, step ids unique, dependencies known and acyclic, and each first step's input
+        must have the fields its specialist's input schema requires.
+        """
         task_id = new_id()
-        if idempotency_key:
-            key = names.idempotency_key(owner or "-", idempotency_key)
-            claimed = await redis_client.set(key, task_id, nx=True, ex=IDEMPOTENCY_TTL_S)
-            if not claimed:
-                raw: Any = await redis_client.get(key)
-                existing = raw.decode() if isinstance(raw, bytes) else str(raw)
-                task = await visible_task(existing, owner)
-                response.status_code = 200
-                return _accepted(task.id, task.state, response)
-        deadline: datetime | None = (
-            utcnow() + timedelta(seconds=body.deadline_s) if body.deadline_s else None
-        )
+        idem_key = None
+        try:
+            steps = plans.normalise(body.plan) if body.plan is not None else []
+            if idempotency_key:
+                idem_key = names.idempotency_key(owner or "anonymous", idempotency_key)
+                # A repeat answers with its task even if the catalog changed since.
+                if await services.redis.exists(idem_key):
+                    return await replay(idem_key, body, steps, response)
+            if body.plan is not None:  # else a goal: the planner makes the plan
+                await _check_plan(steps, body.input, services.redis)
+            deadline = _deadline(body, limits.max_deadline_s)
+        except (UserError, Problem):
+            metrics.TASKS_SUBMITTED.labels("rejected").inc()
+            raise
+        if idem_key is not None:
+            claimed = await services.redis.set(idem_key, task_id, nx=True, ex=IDEMPOTENCY_TTL_S)
+            if not claimed:  # a concurrent request with the same key won the race
+                return await replay(idem_key, body, steps, response)
+
         task = TaskRecord(
             id=task_id,
+            state="submitted",
             input=body.input,
             goal=body.goal,
             steps=[
                 StepRecord(id=s.id, specialist=s.specialist, depends_on=s.depends_on) for s in steps
             ],
-            plan_source="explicit" if steps else None,
+            plan_source="explicit" if body.plan is not None else None,
             owner=owner,
             idempotency_key=idempotency_key,
             deadline=deadline,
         )
-        await state["store"].create(task)
-        await state["bus"].publish(
-            names.TASKS_STREAM,
-            envelope(
-                task_id,
-                TaskSubmitted(
-                    input=body.input,
-                    plan=steps or None,
-                    goal=body.goal,
-                    deadline=deadline,
-                    owner=owner,
-                ),
-            ),
+        submitted = TaskSubmitted(
+            input=body.input, plan=steps or None, goal=body.goal, deadline=deadline, owner=owner
         )
-        metrics.TASKS_SUBMITTED.labels("explicit" if steps else "planner").inc()
-        return _accepted(task_id, "submitted", response)
+        try:
+            await services.store.create(task)
+            await services.bus.publish(names.TASKS_STREAM, envelope(task_id, submitted))
+        except (RedisError, OSError):
+            metrics.TASKS_SUBMITTED.labels("failed").inc()
+            await _abandon(services, task_id, idem_key)
+            raise
+        metrics.TASKS_SUBMITTED.labels("accepted").inc()
+        return _accepted(task_id, task.state, response)
 
-    @app.get("/v1/tasks/{task_id}", response_model=TaskOut, tags=["tasks"], responses={404: {}})
-    async def get_task(task_id: str, owner: Owner) -> dict[str, Any]:
+    async def replay(
+        idem_key: str, body: TaskIn, steps: list[StepSpec], response: Response
+    ) -> TaskAccepted:
+        existing = await _replayed_task(app.state.services, idem_key, limits.idempotency_wait_s)
+        if not _same_request(existing, body, steps):
+            metrics.TASKS_SUBMITTED.labels("rejected").inc()
+            raise Problem(
+                422,
+                f"this Idempotency-Key was already used for a different task ({existing.id}); "
+                "use a new key for a new task",
+                kind="idempotency-key-reused",
+            )
+        metrics.TASKS_SUBMITTED.labels("duplicate").inc()
+        response.status_code = 200
+        return _accepted(existing.id, existing.state, response)
+
+    @app.get(
+        "/v1/tasks/{task_id}",
+        response_model=TaskOut,
+        response_model_exclude={"owner"},
+        tags=["tasks"],
+        summary="Read a task",
+        responses=problems.responses(401, 404, 503),
+    )
+    async def get_task(task_id: TaskId, owner: Owner, services: Services) -> dict[str, Any]:
         """The task's state, every step (specialist, adapter, latency, tokens, output), result."""
-        task = await visible_task(task_id, owner)
+        task = await _visible_task(services, task_id, owner)
         return task.model_dump(mode="json", exclude={"owner"})
 
     @app.delete(
         "/v1/tasks/{task_id}",
         status_code=202,
         response_model=TaskOut,
+        response_model_exclude={"owner"},
         tags=["tasks"],
-        responses={404: {}, 409: {}},
+        summary="Cancel a task",
+        responses=problems.responses(401, 404, 409, 503),
     )
-    async def cancel_task(task_id: str, owner: Owner) -> dict[str, Any]:
-        """Cancel a task, including a step a worker is running."""
-        await visible_task(task_id, owner)
-        was_terminal: list[str] = []
+    async def cancel_task(
+        task_id: TaskId,
+        owner: Owner,
+        services: Services,
+        reason: Annotated[
+            str, Query(min_length=1, max_length=500, description="Why; shown on the task.")
+        ] = DEFAULT_CANCEL_REASON,
+    ) -> dict[str, Any]:
+        """Cancel a task and its pending or running steps (a worker mid-step hears it too).
+
+        409 if the task already ended.
+        """
+        await _visible_task(services, task_id, owner)
+        ended: list[str] = []
 
         def cancel(task: TaskRecord) -> list[TaskEvent] | None:
+            ended.clear()  # ``update`` may call this again after a concurrent write
             if task.terminal:
-                was_terminal.append(task.state)
+                ended.append(task.state)
                 return None
             task.state = "canceled"
-            task.reason = "canceled by request"
+            task.reason = reason
             for step in task.steps:
                 if step.status in ("pending", "running"):
                     step.status = "canceled"
             return [TaskEvent(kind="state", state="canceled", reason=task.reason)]
 
-        task = await state["store"].update(task_id, cancel)
-        if was_terminal:
-            raise Problem(409, f"task {task_id!r} is already {was_terminal[0]}")
-        redis_client: Redis = state["redis"]
-        await redis_client.set(names.canceled_key(task_id), b"1", ex=86_400)
-        await redis_client.publish(names.cancel_channel(task_id), b"canceled")
-        await state["bus"].publish(names.TASKS_STREAM, envelope(task_id, Cancel()))
+        task = await services.store.update(task_id, cancel)
+        if ended:
+            raise Problem(
+                409,
+                f"task {task_id!r} is already {ended[0]}; only an unfinished task can be canceled",
+                kind="task-ended",
+            )
+        # The marker first: a worker that misses the broadcast still sees it before its next step.
+        await services.redis.set(names.canceled_key(task_id), b"1", ex=CANCELED_TTL_S)
+        await services.redis.publish(names.cancel_channel(task_id), reason.encode())
+        await services.bus.publish(names.TASKS_STREAM, envelope(task_id, Cancel(reason=reason)))
+        metrics.TASKS_CANCELED.inc()
         return task.model_dump(mode="json", exclude={"owner"})
 
     @app.get(
         "/v1/tasks/{task_id}/events",
         tags=["tasks"],
+        summary="Follow a task's events",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}, 404: {}},
+        responses={
+            200: {
+                "description": "Server-sent events, one per task event: `id:` the event id, "
+                "`event:` its kind, `data:` the TaskEvent as JSON. Comment lines are keepalives. "
+                "The stream closes after the terminal state event.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **problems.responses(400, 401, 404, 503),
+        },
     )
     async def task_events(
-        task_id: str,
+        task_id: TaskId,
         owner: Owner,
-        last_event_id: Annotated[str | None, Header()] = None,
-        after: Annotated[str | None, Query(description="Replay events after this id.")] = None,
+        services: Services,
+        last_event_id: Annotated[
+            str | None,
+            Header(description="Resume after this event id (sent by EventSource on reconnect)."),
+        ] = None,
+        after: Annotated[
+            str | None, Query(description="Resume after this event id (for plain clients).")
+        ] = None,
     ) -> StreamingResponse:
-        """Server-sent events: replays what the client missed, then follows live until done."""
-        task = await visible_task(task_id, owner)
-        start = last_event_id or after or "0-0"
+        """Replays the events after ``Last-Event-ID`` (or ``after``; all without either), then
+        follows live until the task ends or the stream's time limit passes."""
+        task = await _visible_task(services, task_id, owner)
+        start = (last_event_id or after or "0-0").strip()
         if not _is_stream_id(start):
-            raise Problem(400, f"Last-Event-ID {start!r} is not an event id from this stream")
+            raise Problem(
+                400,
+                f"{start!r} is not an event id; pass the id of an event this stream sent "
+                "('<milliseconds>-<sequence>')",
+                kind="invalid-event-id",
+            )
         return StreamingResponse(
-            _event_stream(state["redis"], state["store"], task_id, start, task.terminal),
+            _event_stream(services, task_id, start, limits, ended=task.terminal),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/v1/specialists", response_model=list[SpecialistOut], tags=["specialists"])
-    async def specialists(_owner: Owner) -> list[SpecialistOut]:
+    @app.get(
+        "/v1/specialists",
+        response_model=list[SpecialistOut],
+        tags=["specialists"],
+        summary="List specialists",
+        responses=problems.responses(401, 503),
+    )
+    async def specialists(_owner: Owner, services: Services) -> list[SpecialistOut]:
         """Every specialist: version, status (ready or rejected, with why), eval summary."""
-        return [
-            SpecialistOut(
-                name=r.name,
-                version=r.version,
-                status=r.status,
-                description=r.description,
-                reason=r.reason,
-                eval_summary=r.eval_summary,
-            )
-            for r in await list_specialists(state["redis"])
+        return [SpecialistOut.of(r) for r in await list_specialists(services.redis)]
+
+    @app.get("/healthz", tags=["operations"], response_model=Health, summary="Liveness")
+    async def healthz() -> Health:
+        """The process is up (it checks nothing else)."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        summary="Readiness",
+        responses=problems.responses(503),
+    )
+    async def readyz(services: Services) -> Readiness:
+        """Redis answers PING and every vLLM server answers ``/health``; 503 names what is down."""
+        names_ = ["redis", *(f"vllm {url}" for url in settings.vllm_urls)]
+        timeout = limits.ready_timeout_s
+        probes = [
+            _ping(services.redis, timeout),
+            *(_health(services.http, url) for url in settings.vllm_urls),
         ]
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"], responses={503: {}})
-    async def readyz() -> dict[str, Any]:
-        """Redis and every vLLM endpoint answer."""
-        down = []
-        try:
-            await state["redis"].ping()
-        except (RedisError, OSError) as exc:
-            down.append(f"redis: {exc}")
-        async with httpx.AsyncClient(timeout=3) as client:
-            for url in settings.vllm_urls:
-                try:
-                    ok = (await client.get(f"{url}/health")).status_code == 200
-                except httpx.HTTPError as exc:
-                    ok, reason = False, str(exc) or type(exc).__name__
-                else:
-                    reason = "unhealthy"
-                if not ok:
-                    down.append(f"vllm {url}: {reason}")
+        results = await asyncio.gather(*probes)
+        checks = dict(zip(names_, results, strict=True))
+        down = [f"{name}: {result}" for name, result in checks.items() if result != "ok"]
         if down:
-            raise Problem(503, "not ready: " + "; ".join(down), down=down)
-        return {"status": "ready"}
+            raise Problem(503, "not ready: " + "; ".join(down), kind="not-ready", checks=checks)
+        return Readiness(status="ready", checks=checks)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def prometheus() -> Response:
-        """Prometheus metrics."""
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+    )
+    async def prometheus(services: Services) -> Response:
+        """Request counts and latency, submissions, cancellations, open event streams, and the
+        length of each swarm stream."""
         with contextlib.suppress(RedisError, OSError):
             for stream in (names.TASKS_STREAM, names.RESULTS_STREAM, names.DEAD_LETTER_STREAM):
-                metrics.STREAM_DEPTH.labels(stream).set(await state["redis"].xlen(stream))
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+                metrics.STREAM_DEPTH.labels(stream).set(await services.redis.xlen(stream))
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return app
 
 
-def _accepted(task_id: str, task_state: str, response: Response) -> TaskAccepted:
-    link = f"/v1/tasks/{task_id}"
-    response.headers["Location"] = link
-    return TaskAccepted(
-        id=task_id, state=task_state, links={"self": link, "events": f"{link}/events"}
-    )
-
-
-def _is_stream_id(value: str) -> bool:
-    left, _, right = value.partition("-")
-    return left.isdigit() and right.isdigit()
-
-
-def _sse(event_id: str, event: TaskEvent) -> str:
-    data = event.model_dump_json(exclude={"type"})
-    return f"id: {event_id}\nevent: {event.kind}\ndata: {data}\n\n"
-
-
-async def _event_stream(
-    redis: Redis, store: TaskStore, task_id: str, after: str, already_terminal: bool
-) -> AsyncIterator[str]:
-    """Replay from ``after``, then follow with XREAD, until a terminal state is sent."""
-    stream = names.task_events_stream(task_id)
-    last = after
-    ended_at = time.monotonic() + SSE_MAX_S
-    for event_id, event in await store.events(task_id, after=last):
-        yield _sse(event_id, event)
-        last = event_id
-        if event.kind == "state" and event.state in _TERMINAL:
-            return
-    if already_terminal:
-        return
-    while time.monotonic() < ended_at:
-        response: Any = await redis.xread({stream: last}, block=SSE_BLOCK_MS, count=100)
-        if not response:
-            yield ": keepalive\n\n"
-            continue
-        for _name, entries in response:
-            for raw_id, fields in entries:
-                event_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                last = event_id
-                body = Envelope.decode(fields[EVENT_FIELD.encode()]).body
-                if isinstance(body, TaskEvent):
-                    yield _sse(event_id, body)
-                    if body.kind == "state" and body.state in _TERMINAL:
-                        return
-        await asyncio.sleep(0)
-
-
-_TERMINAL = {"completed", "failed", "canceled", "rejected"}
-
-
 def run_api(settings: Settings) -> None:
-    """``swarm api``: serve the HTTP API with uvicorn until Ctrl-C."""
+    """``swarm api``: serve the HTTP API with uvicorn until interrupted."""
     import uvicorn
 
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info"
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
     )
+
+
+# Submission
+
+
+async def _check_plan(
+    steps: list[StepSpec], task_input: str | dict[str, Any], redis: Redis
+) -> None:
+    """Raise a 422 saying what to fix if an explicit plan cannot run on this input."""
+    catalog = {r.name: r for r in await list_specialists(redis)}
+    try:
+        plans.check_plan(steps, catalog)
+    except UnknownSpecialist as exc:
+        raise Problem(
+            422,
+            str(exc),
+            kind="unknown-specialist",
+            registered=sorted(name for name, r in catalog.items() if r.ready),
+        ) from exc
+    missing = plans.first_step_input_problems(steps, task_input, catalog)
+    if missing:
+        raise Problem(
+            422,
+            "the input does not fit the first step(s): " + "; ".join(missing),
+            kind="invalid-input",
+            errors=[{"location": "body", "pointer": "#/input", "detail": m} for m in missing],
+        )
+
+
+async def _replayed_task(services: _Services, idem_key: str, wait_s: float) -> TaskRecord:
+    """The task an Idempotency-Key already points at, once that task is stored.
+
+    The first request claims the key before it stores the task, so a concurrent replay may see
+    the key a moment before the task: wait for it, briefly.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        raw = await services.redis.get(idem_key)
+        if raw is None:
+            # The first request failed and released the key: tell the client to retry.
+            raise Problem(
+                409,
+                "a request with this Idempotency-Key failed just now; retry it",
+                kind="idempotency-key-in-use",
+            )
+        with contextlib.suppress(TaskNotFound):
+            return await services.store.get(_text(raw))
+        if time.monotonic() > deadline:
+            raise Problem(
+                409,
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                kind="idempotency-key-in-use",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(0.05)
+
+
+def _same_request(task: TaskRecord, body: TaskIn, steps: list[StepSpec]) -> bool:
+    """Whether a repeated Idempotency-Key asks for the task it made (deadlines may differ: a
+    relative one moves with the clock)."""
+    return (
+        task.input == body.input
+        and task.goal == body.goal
+        and [step.spec() for step in task.steps] == steps
+        and (task.plan_source == "explicit") == (body.plan is not None)
+    )
+
+
+def _deadline(body: TaskIn, max_deadline_s: float) -> datetime | None:
+    """The task's absolute deadline, or raise a 422 if it has passed or is too far away."""
+    if body.deadline_s is not None:
+        if body.deadline_s > max_deadline_s:
+            raise Problem(
+                422,
+                f"deadline_s is {body.deadline_s:g} s; at most {max_deadline_s:g} s is allowed",
+                kind="invalid-deadline",
+            )
+        return utcnow() + timedelta(seconds=body.deadline_s)
+    if body.deadline is None:
+        return None
+    left = (body.deadline - utcnow()).total_seconds()
+    if left <= 0:
+        raise Problem(
+            422,
+            f"the deadline {body.deadline.isoformat()} has passed; pass a future time",
+            kind="invalid-deadline",
+        )
+    if left > max_deadline_s:
+        raise Problem(
+            422,
+            f"the deadline is {left:.0f} s away; at most {max_deadline_s:g} s is allowed",
+            kind="invalid-deadline",
+        )
+    return body.deadline
+
+
+async def _abandon(services: _Services, task_id: str, idem_key: str | None) -> None:
+    """Best effort after a failed hand-off: free the key for a retry, and fail the stored task
+    so it does not sit in 'submitted' with no orchestrator ever told about it."""
+    with contextlib.suppress(RedisError, OSError):
+        if idem_key:
+            await services.redis.delete(idem_key)
+    with contextlib.suppress(RedisError, OSError, LookupError):
+
+        def fail(task: TaskRecord) -> list[TaskEvent]:
+            task.state = "failed"
+            task.reason = "the API could not hand the task to the orchestrators"
+            return [TaskEvent(kind="state", state="failed", reason=task.reason)]
+
+        await services.store.update(task_id, fail)
+
+
+def _accepted(task_id: str, state: str, response: Response) -> TaskAccepted:
+    link = f"/v1/tasks/{task_id}"
+    response.headers["Location"] = link
+    return TaskAccepted(
+        id=task_id, state=state, links=TaskLinks(self=link, events=f"{link}/events")
+    )
+
+
+async def _visible_task(services: _Services, task_id: str, owner: str | None) -> TaskRecord:
+    """The task, if the caller may see it; otherwise 404 (never 403: ids are not disclosed)."""
+    try:
+        task = await services.store.get(task_id)
+    except TaskNotFound:
+        task = None
+    if task is None or (owner is not None and task.owner != owner):
+        raise Problem(404, f"no task {task_id!r}", kind="task-not-found")
+    return task
+
+
+# Events
+
+
+_MAX_STREAM_PART = 2**64 - 1
+
+
+def _is_stream_id(value: str) -> bool:
+    """A Redis stream id Redis will accept (an out-of-range one would be a server error)."""
+    left, sep, right = value.partition("-")
+    parts = [left, right] if sep else [left]
+    return all(p.isdigit() and len(p) <= 20 and int(p) <= _MAX_STREAM_PART for p in parts)
+
+
+def _sse(event: TaskEvent, event_id: str | None = None) -> str:
+    data = event.model_dump_json(exclude={"type"})
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event.kind}\ndata: {data}\n\n"
+
+
+_PAGE = 500
+
+
+def _decode(task_id: str, entry_id: str, fields: dict[Any, Any]) -> TaskEvent | None:
+    try:
+        body = Envelope.decode(fields.get(EVENT_FIELD.encode(), b"")).body
+    except InvalidMessage as exc:
+        log.warning("task %s: skipping unreadable event %s: %s", task_id, entry_id, exc)
+        return None
+    return body if isinstance(body, TaskEvent) else None
+
+
+def _ends(event: TaskEvent) -> bool:
+    return event.kind == "state" and event.state in TERMINAL_STATES
+
+
+async def _event_stream(
+    services: _Services, task_id: str, after: str, limits: ApiLimits, *, ended: bool
+) -> AsyncIterator[str]:
+    """Replay the events after ``after``, then follow with XREAD until a terminal state event.
+
+    Each XREAD blocks at most ``sse_keepalive_s``; an empty one sends a keepalive comment (which
+    also lets the server notice a client that went away) and re-reads the task's state, so a
+    task ended by a writer that logged no event still closes the stream. The whole stream lasts
+    at most ``sse_max_s``.
+    """
+    redis = services.redis
+    stream = names.task_events_stream(task_id)
+    last = after
+    ends_at = time.monotonic() + limits.sse_max_s
+    metrics.SSE_STREAMS.inc()
+    try:
+        while True:  # the replay, a page at a time
+            entries: Any = await redis.xrange(stream, min=f"({last}", max="+", count=_PAGE)
+            for raw_id, fields in entries:
+                last = _text(raw_id)
+                event = _decode(task_id, last, fields)
+                if event is not None:
+                    yield _sse(event, last)
+                    if _ends(event):
+                        return
+            if len(entries) < _PAGE:
+                break
+        if ended:
+            if final := await _final_event(services.store, task_id, last):
+                yield final
+            return
+        block_ms = max(1, int(limits.sse_keepalive_s * 1000))
+        while (left := ends_at - time.monotonic()) > 0:
+            response: Any = await redis.xread(
+                {stream: last}, block=max(1, min(block_ms, int(left * 1000))), count=_PAGE
+            )
+            if not response:
+                if final := await _final_event(services.store, task_id, last):
+                    yield final
+                    return
+                yield ": keepalive\n\n"
+                continue
+            for _name, batch in response:
+                for raw_id, fields in batch:
+                    last = _text(raw_id)
+                    event = _decode(task_id, last, fields)
+                    if event is not None:
+                        yield _sse(event, last)
+                        if _ends(event):
+                            return
+        yield ": time limit reached; reconnect with Last-Event-ID to go on\n\n"
+    except (RedisError, OSError) as exc:
+        # The 200 is already out, so a problem body is impossible: say why in a comment.
+        log.warning("task %s: event stream ended: Redis: %s", task_id, exc)
+        yield ": Redis is unavailable; reconnect with Last-Event-ID shortly\n\n"
+    finally:
+        metrics.SSE_STREAMS.dec()
+
+
+async def _final_event(store: TaskStore, task_id: str, last: str) -> str | None:
+    """If the task has ended, what is left to send: the events logged after ``last`` up to the
+    final one, or else a closing state event without an id (it is not in the log)."""
+    try:
+        task = await store.get(task_id)
+    except TaskNotFound:  # expired while followed
+        return _sse(TaskEvent(kind="state", state="failed", reason="the task expired"))
+    if not task.terminal:
+        return None
+    # A final state is logged in the same transaction as the events that led to it, and they
+    # may have landed between the last XREAD and the read above: send them, not a summary.
+    out = []
+    for event_id, event in await store.events(task_id, after=last):
+        out.append(_sse(event, event_id))
+        if _ends(event):
+            return "".join(out)
+    out.append(_sse(TaskEvent(kind="state", state=task.state, reason=task.reason)))
+    return "".join(out)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Readiness
+
+
+async def _ping(redis: Redis, timeout_s: float) -> str:
+    try:
+        await asyncio.wait_for(redis.ping(), timeout_s)
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except (RedisError, OSError) as exc:
+        return _failure(exc)
+    return "ok"
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _health(http: httpx.AsyncClient, url: str) -> str:
+    try:
+        response = await http.get(f"{url}/health")
+    except httpx.HTTPError as exc:
+        return _failure(exc)
+    return "ok" if response.status_code == 200 else f"/health answered {response.status_code}"

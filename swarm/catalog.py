@@ -6,6 +6,7 @@ through :func:`list_specialists` and :func:`get_specialist`.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any, Literal
 
@@ -75,3 +76,24 @@ async def remove_specialist(redis: Redis, name: str) -> None:
         pipe.hdel(names.SPECIALISTS_KEY, name)
         pipe.publish(names.SPECIALISTS_CHANNEL, name)
         await pipe.execute()
+
+
+class CatalogCache:
+    """The catalog as of at most ``ttl_s`` ago: hot paths read it per step without parsing
+    every manifest from Redis each time. A registry change is seen within ``ttl_s``."""
+
+    def __init__(self, redis: Redis, *, ttl_s: float = 1.0) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self._records: dict[str, SpecialistRecord] = {}
+        self._fetched_at = float("-inf")
+
+    async def all(self) -> dict[str, SpecialistRecord]:
+        now = time.monotonic()
+        if now - self._fetched_at > self.ttl_s:
+            self._records = {r.name: r for r in await list_specialists(self.redis)}
+            self._fetched_at = now
+        return self._records
+
+    async def get(self, name: str) -> SpecialistRecord | None:
+        return (await self.all()).get(name)

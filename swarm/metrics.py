@@ -1,23 +1,91 @@
-"""Prometheus series for the API process (``GET /metrics``)."""
+"""Prometheus series of a swarm process, and the ASGI middleware that times HTTP requests.
+
+Every series lives in :data:`REGISTRY` (not the client library's global one, so a test can read
+exactly what swarm exports). To add one, define it here at module level with
+``registry=REGISTRY`` and a name of the form ``swarm_<noun>_<unit>``; label values must come
+from a small fixed set (never task ids or raw paths). ``GET /metrics`` serves :func:`exposition`.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import generate_latest as _generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REGISTRY = CollectorRegistry()
 
 TASKS_SUBMITTED = Counter(
-    "swarm_tasks_submitted_total", "Tasks accepted by the API.", ["plan"], registry=REGISTRY
+    "swarm_tasks_submitted_total",
+    "Task submissions by outcome: accepted, duplicate (an Idempotency-Key replay), "
+    "rejected (bad input, 4xx) or failed (a dependency was down).",
+    ["outcome"],
+    registry=REGISTRY,
 )
-TASKS_REJECTED = Counter(
-    "swarm_tasks_rejected_total", "Task submissions refused as bad input.", registry=REGISTRY
+TASKS_CANCELED = Counter(
+    "swarm_tasks_canceled_total", "Tasks canceled over the API.", registry=REGISTRY
 )
 HTTP_REQUESTS = Counter(
-    "swarm_http_requests_total", "HTTP requests.", ["method", "route", "status"], registry=REGISTRY
+    "swarm_http_requests_total",
+    "HTTP requests by method, route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
 )
 HTTP_LATENCY = Histogram(
-    "swarm_http_request_seconds", "HTTP request latency.", ["method", "route"], registry=REGISTRY
+    "swarm_http_request_duration_seconds",
+    "Time from a request's arrival until its response headers are sent (for an event stream: "
+    "until it starts streaming).",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
 )
+SSE_STREAMS = Gauge("swarm_sse_streams", "Task event streams open right now.", registry=REGISTRY)
 STREAM_DEPTH = Gauge(
-    "swarm_stream_length", "Entries in each swarm stream.", ["stream"], registry=REGISTRY
+    "swarm_stream_length",
+    "Entries in each swarm Redis stream, read when /metrics is scraped.",
+    ["stream"],
+    registry=REGISTRY,
 )
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in the Prometheus text format, and its content type."""
+    return _generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class HttpMetrics:
+    """ASGI middleware counting and timing every HTTP request.
+
+    The route label is the matched route's template (``/v1/tasks/{task_id}``), or ``unmatched``,
+    so a scan of random paths cannot blow up the number of series.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                HTTP_LATENCY.labels(scope["method"], _route(scope)).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            HTTP_REQUESTS.labels(scope["method"], _route(scope), str(status)).inc()
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    return str(getattr(route, "path", "unmatched"))

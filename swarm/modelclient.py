@@ -279,12 +279,22 @@ class ModelClient:
         """
         base = self._route(body)
         url = f"{base}{path}"
-        timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.001)
+        # An explicit timeout_s is the caller's whole budget (a step's deadline): retries must
+        # fit inside it. Otherwise each attempt gets the configured model timeout.
+        budget_end = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
         last = ""
+        attempts = 0
         for attempt in range(self.retries + 1):
+            timeout = self.timeout_s
             if attempt:
                 delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay *= 0.5 + random.random() / 2
+                if budget_end is not None and time.monotonic() + delay >= budget_end:
+                    break
+                await asyncio.sleep(delay)
+            if budget_end is not None:
+                timeout = max(budget_end - time.monotonic(), 0.001)
+            attempts += 1
             try:
                 response = await self._http.request(method, url, json=body, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -310,7 +320,7 @@ class ModelClient:
                 return response.json()
             except ValueError as exc:
                 raise ModelUnavailable(f"{url} answered with broken JSON: {exc}") from exc
-        raise ModelUnavailable(f"{last} (after {self.retries + 1} attempts)")
+        raise ModelUnavailable(f"{last} (after {attempts} attempts)")
 
 
 class _Refused(Exception):

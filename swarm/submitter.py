@@ -1,25 +1,106 @@
 """The client side of ``swarm submit``: submit a task, then follow its events live.
 
-If the event stream drops, it reconnects with ``Last-Event-ID`` and carries on where it left
-off, so no progress line is lost or repeated.
+The POST carries an Idempotency-Key (one is made up if the caller has none), so retrying it
+after a network error can never create a second task. The event stream is followed until the
+task's final state; if it drops, or the server ends it at its time limit, the client reconnects
+with ``Last-Event-ID`` and the server replays exactly what was missed, so no progress line is
+lost or printed twice. Reconnecting is bounded: so many failures in a row without an event, and
+it gives up with an :class:`~swarm.errors.InfrastructureError`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from swarm.errors import InfrastructureError, UserError
+from swarm.tasks import TERMINAL_STATES
 
-MAX_RECONNECTS = 5
+MAX_FAILURES = 8
+"""Reconnects in a row that bring no event before :func:`follow_events` gives up."""
+POST_RETRIES = 3
+READ_TIMEOUT_S = 30.0
+"""Silence after which a stream counts as dead (the server sends a keep-alive every 5 s)."""
+MAX_SHOWN_CHARS = 300
+"""Outputs longer than this are cut in progress lines (the task record has them whole)."""
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event."""
+
+    id: str | None
+    """The event's own ``id:`` (None if it had none)."""
+    event: str
+    data: Any
+    """The ``data:`` parsed as JSON (the raw text if it is not JSON)."""
+
+    @property
+    def final(self) -> bool:
+        """Whether this is the task's final state event."""
+        return (
+            self.event == "state"
+            and isinstance(self.data, dict)
+            and self.data.get("state") in TERMINAL_STATES
+        )
+
+
+class EventParser:
+    """An incremental ``text/event-stream`` parser, fed one line at a time (WHATWG rules)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+
+    def feed(self, line: str) -> ServerEvent | None:
+        """Take one line (without its newline); returns an event when a blank line ends one."""
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None  # a comment (keep-alive)
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id" and "\0" not in value:
+            self._id = value
+        return None
+
+    def _dispatch(self) -> ServerEvent | None:
+        data, kind, event_id = "\n".join(self._data), self._event or "message", self._id
+        self._data, self._event, self._id = [], "", None
+        if not data and event_id is None:
+            return None
+        try:
+            parsed: Any = json.loads(data)
+        except ValueError:
+            parsed = data
+        return ServerEvent(id=event_id, event=kind, data=parsed)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _refusal(response: httpx.Response, what: str) -> UserError:
+    """A 4xx answer as a UserError carrying the problem's detail and field errors."""
+    try:
+        problem = response.json()
+        detail = str(problem.get("detail") or response.text)
+    except ValueError:
+        problem, detail = {}, response.text or response.reason_phrase
+    if response.status_code == 401:
+        detail += " (pass --api-key, or set SWARM_API_KEY)"
+    return UserError(f"{what} ({response.status_code}): {detail}")
 
 
 def submit_task(
@@ -28,86 +109,144 @@ def submit_task(
     *,
     api_key: str | None = None,
     idempotency_key: str | None = None,
+    client: httpx.Client | None = None,
 ) -> str:
-    """POST the task; returns its id or raises UserError with the API's problem detail."""
-    headers = _headers(api_key)
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
+    """POST the task and return its id.
+
+    Retries network errors and 5xx answers (safely: every try carries the same
+    Idempotency-Key). A 4xx raises :class:`UserError` with the API's problem detail; no answer
+    after the retries raises :class:`InfrastructureError`.
+    """
+    headers = {**_headers(api_key), "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+    http = client or httpx.Client(timeout=30.0)
+    failure = ""
     try:
-        response = httpx.post(f"{url}/v1/tasks", json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise InfrastructureError(f"cannot reach the swarm API at {url}: {exc}") from exc
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise UserError(f"the API refused the task ({response.status_code}): {detail}")
-    return str(response.json()["id"])
+        for attempt in range(POST_RETRIES + 1):
+            if attempt:
+                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+            try:
+                response = http.post(f"{url}/v1/tasks", json=body, headers=headers)
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code >= 500:
+                failure = f"{response.status_code}: {response.text[:200]}"
+                continue
+            if response.status_code >= 400:
+                raise _refusal(response, "the API refused the task")
+            return str(response.json()["id"])
+    finally:
+        if client is None:
+            http.close()
+    raise InfrastructureError(f"cannot submit to the swarm API at {url}: {failure}")
 
 
-def follow(
-    url: str, task_id: str, *, api_key: str | None = None
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (event, data) for each task event until the task ends, reconnecting as needed."""
-    last: str | None = None
-    for attempt in range(MAX_RECONNECTS + 1):
-        headers = _headers(api_key)
-        if last:
-            headers["Last-Event-ID"] = last
-        try:
-            with httpx.stream(
-                "GET", f"{url}/v1/tasks/{task_id}/events", headers=headers, timeout=None
-            ) as response:
-                response.raise_for_status()
-                event: dict[str, str] = {}
-                for line in response.iter_lines():
-                    if line.startswith(":"):
-                        continue
-                    if line:
-                        field, _, value = line.partition(": ")
-                        event[field] = value
-                        continue
-                    if not event:
-                        continue
-                    last = event.get("id", last)
-                    data = json.loads(event.get("data", "{}"))
-                    yield event.get("event", "message"), data
-                    if event.get("event") == "state" and data.get("state") in _TERMINAL:
-                        return
-                    event = {}
-            return
-        except (httpx.TransportError, httpx.RemoteProtocolError):
-            time.sleep(min(2.0, 0.2 * 2**attempt))
-    raise InfrastructureError(f"lost the event stream of task {task_id} {MAX_RECONNECTS} times")
+def follow_events(
+    url: str,
+    task_id: str,
+    *,
+    api_key: str | None = None,
+    last_event_id: str | None = None,
+    on_reconnect: Callable[[str | None, str], None] | None = None,
+    client: httpx.Client | None = None,
+    max_failures: int = MAX_FAILURES,
+) -> Iterator[ServerEvent]:
+    """Yield the task's events, oldest first, until its final state event.
+
+    On a dropped connection, a 5xx or a stream the server ended early, it reconnects with
+    ``Last-Event-ID`` (after calling ``on_reconnect(last_id, why)``); events it has already
+    yielded are never yielded again.
+    """
+    http = client or httpx.Client(timeout=httpx.Timeout(10.0, read=READ_TIMEOUT_S))
+    last = last_event_id
+    failures = 0
+    try:
+        while True:
+            progressed = False
+            headers = _headers(api_key) | ({"Last-Event-ID": last} if last else {})
+            try:
+                with http.stream(
+                    "GET", f"{url}/v1/tasks/{task_id}/events", headers=headers
+                ) as response:
+                    if 400 <= response.status_code < 500:
+                        response.read()
+                        raise _refusal(response, f"cannot follow task {task_id}")
+                    if response.status_code >= 500:
+                        why = f"the API answered {response.status_code}"
+                    else:
+                        parser = EventParser()
+                        for line in response.iter_lines():
+                            event = parser.feed(line)
+                            if event is None or _seen(event, last):
+                                continue
+                            progressed, failures = True, 0
+                            last = event.id or last
+                            yield event
+                            if event.final:
+                                return
+                        why = "the server ended the stream"
+            except httpx.TransportError as exc:
+                why = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if not progressed:
+                failures += 1
+                if failures > max_failures:
+                    raise InfrastructureError(
+                        f"lost the event stream of task {task_id} {failures} times in a row "
+                        f"({why}); see GET {url}/v1/tasks/{task_id}"
+                    )
+            if on_reconnect is not None:
+                on_reconnect(last, why)
+            time.sleep(0.0 if progressed else min(5.0, 0.25 * 2 ** (failures - 1)))
+    finally:
+        if client is None:
+            http.close()
 
 
-_TERMINAL = {"completed", "failed", "canceled", "rejected"}
+def _seen(event: ServerEvent, last: str | None) -> bool:
+    """Whether an event is at or before the last one yielded (stream ids grow)."""
+    if event.id is None or last is None:
+        return False
+    try:
+        return _order(event.id) <= _order(last)
+    except ValueError:
+        return False
 
 
-def describe(event: str, data: dict[str, Any]) -> str:
+def _order(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def describe(event: ServerEvent) -> str:
     """One progress line for a task event."""
-    step = data.get("step_id")
+    data = event.data if isinstance(event.data, dict) else {"detail": {"data": event.data}}
     detail = data.get("detail") or {}
-    if event == "state":
-        line = f"task {data.get('state')}"
+    step = f"step {data.get('step_id')} ({detail.get('specialist', '?')})"
+    if event.event == "state":
+        state = data.get("state")
+        line = f"task {state}"
         if data.get("reason"):
             line += f": {data['reason']}"
-        if data.get("state") == "working" and detail.get("plan"):
-            chain = " -> ".join(s["specialist"] for s in detail["plan"])
-            line += f" (plan: {chain}, {detail.get('plan_source')})"
-        if data.get("state") == "completed":
-            line += f"\nresult: {json.dumps(detail.get('result'), ensure_ascii=False)}"
+        if detail.get("plan"):
+            chain = " -> ".join(str(s.get("specialist")) for s in detail["plan"])
+            line += f" (plan: {chain}; from {detail.get('plan_source') or 'the request'})"
+        if state == "completed" and "result" in detail:
+            line += f"\nresult: {_show(detail['result'])}"
         return line
-    if event == "step.started":
-        return f"step {step} ({detail.get('specialist')}) started"
-    if event == "step.completed":
-        output = json.dumps(detail.get("output"), ensure_ascii=False)
-        took = f"{detail.get('latency_ms', 0):.0f} ms"
-        return f"step {step} ({detail.get('specialist')}) done in {took}: {output}"
-    if event == "step.failed":
-        return f"step {step} ({detail.get('specialist')}) failed: {data.get('reason')}"
-    return f"{event}: {json.dumps(data)}"
+    if event.event == "step.started":
+        return f"{step} started"
+    if event.event == "step.completed":
+        took = detail.get("latency_ms")
+        took_text = f" in {took:.0f} ms" if isinstance(took, int | float) else ""
+        return f"{step} done{took_text}: {_show(detail.get('output'))}"
+    if event.event == "step.failed":
+        return f"{step} failed: {data.get('reason')}"
+    return f"{event.event}: {_show(data)}"
 
 
 def submit_and_follow(
@@ -115,14 +254,21 @@ def submit_and_follow(
     body: dict[str, Any],
     *,
     api_key: str | None = None,
+    idempotency_key: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> str:
-    """Submit, print live progress, and return the final state."""
-    task_id = submit_task(url, body, api_key=api_key)
+    """``swarm submit``: submit the task, print a line per event until it ends, and return
+    its final state ('completed', 'failed', 'canceled' or 'rejected')."""
+    url = url.rstrip("/")
+    task_id = submit_task(url, body, api_key=api_key, idempotency_key=idempotency_key)
     echo(f"task {task_id} submitted")
     final = "unknown"
-    for event, data in follow(url, task_id, api_key=api_key):
-        echo(describe(event, data))
-        if event == "state":
-            final = str(data.get("state"))
+
+    def reconnecting(last: str | None, why: str) -> None:
+        echo(f"(event stream interrupted: {why}; resuming after event {last or 'none'})")
+
+    for event in follow_events(url, task_id, api_key=api_key, on_reconnect=reconnecting):
+        echo(describe(event))
+        if event.final:
+            final = str(event.data["state"])
     return final

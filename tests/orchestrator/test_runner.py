@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.planner import RulePlanner
+from orchestrator.planner import ModelPlanner, Planner, RulePlanner
 from orchestrator.runner import Orchestrator
 from specialists.builtin import BUILTINS
 from specialists.manifest import Manifest
@@ -79,14 +79,19 @@ def stub() -> Iterator[Stub]:
 
 @asynccontextmanager
 async def runtime(
-    redis: Redis, stub: Stub, *, orchestrators: int = 1, workers: int = 1
+    redis: Redis,
+    stub: Stub,
+    *,
+    orchestrators: int = 1,
+    workers: int = 1,
+    planner: Planner | None = None,
 ) -> AsyncIterator[Settings]:
     settings = Settings(vllm_urls=[stub.url], heartbeat_timeout_s=2.0)
     await register_builtins(redis)
     running: list[Any] = []
     clients = []
     for _ in range(orchestrators):
-        orchestrator = Orchestrator(redis, settings, RulePlanner(), sweep_interval_s=0.1)
+        orchestrator = Orchestrator(redis, settings, planner or RulePlanner(), sweep_interval_s=0.1)
         orchestrator.start()
         running.append(orchestrator)
     worker_tasks = []
@@ -206,6 +211,28 @@ async def test_goal_is_planned_by_rules(redis: Redis, stub: Stub) -> None:
     assert task.state == "completed"
 
 
+async def test_goal_is_planned_by_the_model_over_http(redis: Redis) -> None:
+    def reply(body: dict[str, Any]) -> tuple[int, Any]:
+        if body["messages"][0]["content"].startswith("You plan tasks"):
+            plan = {"steps": ["pii", "entities"]}
+            return 200, completion(json.dumps(plan))
+        return model_reply(body)
+
+    with openai_stub(reply, free_port()) as stub:
+        async with ModelClient(Settings(vllm_urls=[stub.url]), retries=0) as client:
+            planner = ModelPlanner(client, "base")
+            async with runtime(redis, stub, planner=planner):
+                task = await finished(redis, await submit(redis, TEXT, goal="tidy this up"))
+        planned = [
+            r for r in stub.requests if r["messages"][0]["content"].startswith("You plan tasks")
+        ]
+    assert (task.state, task.plan_source) == ("completed", "planner")
+    assert [s.specialist for s in task.steps] == ["pii", "entities"]
+    assert task.steps[1].input == {"text": REDACTED}
+    schema = planned[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["steps"]["items"]["enum"] == ["entities", "pii", "sql"]
+
+
 async def test_unplannable_goal_is_rejected(redis: Redis, stub: Stub) -> None:
     async with runtime(redis, stub):
         task = await finished(redis, await submit(redis, TEXT, goal="paint a picture"))
@@ -217,9 +244,8 @@ async def test_missing_input_fails_with_a_clear_reason(redis: Redis, stub: Stub)
     async with runtime(redis, stub):
         task = await finished(redis, await submit(redis, TEXT, linear("pii", "sql")))
     assert task.state == "failed"
-    assert (
-        task.reason
-        == "step 's2' (sql) needs input field(s) 'question', 'schema'; add it to the task input"
+    assert task.reason == (
+        "step 's2' (sql) needs input fields 'question' and 'schema'; add them to the task input"
     )
 
 

@@ -73,12 +73,13 @@ def peft_variant(root: Path, name: str, model_dir: Path, **options: Any) -> Path
     return write_manifest(folder, builtin_manifest(name))
 
 
-def add_tensor(folder: Path, tensor: str) -> None:
+def add_tensor(folder: Path, tensor: str) -> Path:
     """Add one extra (non-LoRA) tensor to the adapter's weights."""
     path = folder / "adapter_model.safetensors"
     tensors = load_file(str(path))
     tensors[tensor] = next(iter(tensors.values())).clone()
     save_file(tensors, str(path))
+    return path
 
 
 # Every rejection reason: (folder name, how to break a valid LoRA folder, expected reason).
@@ -214,6 +215,14 @@ def test_each_rejection_reason(
     assert reason in info.value.reason, info.value.reason
 
 
+@pytest.mark.parametrize("name", ["..", "-x", "_x", "x y", "caf\u00e9", "x\n"])
+def test_names_that_could_escape_the_adapters_dir_are_rejected(
+    settings: Settings, name: str
+) -> None:
+    with pytest.raises(InvalidAdapter, match="folder name must match"):
+        validate_adapter_folder(settings.adapters_dir / name, settings)
+
+
 @pytest.mark.parametrize(
     ("options", "reason"),
     [
@@ -284,6 +293,9 @@ async def test_catalog_follows_the_folder_without_vllm(
         assert announced == {b"plain", b"broken"}
 
         assert await registry.sync_once() == {}  # nothing changed, nothing republished
+        await redis.flushdb()  # as if Redis had restarted without persistence
+        assert set(await registry.sync_once()) == {"plain", "broken"}
+        await _next_message(pubsub, skip=1)
 
         write_manifest(root / "broken", builtin_manifest("broken"))  # fixed
         (root / "plain" / "specialist.yaml").write_text("name: plain\n")  # broken
@@ -348,7 +360,7 @@ async def live_registry(vllm_server: VllmServer, redis: Redis) -> AsyncIterator[
         for model in await client.list_models():
             if model != vllm_server.served_base:
                 await client.unload_adapter(model)
-        yield Registry(redis, vllm_server.settings, client)
+        yield Registry(redis, vllm_server.settings, client, unload_grace_s=0)
 
 
 async def served(settings: Settings) -> list[str]:
@@ -397,9 +409,14 @@ async def test_dropped_folder_is_served_then_replaced_then_removed(
     assert first.lora_name in await served(settings)
 
     adapter(root, "notes", lora_template, version="2")
+    live_registry.unload_grace_s = 1.0  # readers that cached the v1 record may still ask for it
     changed = await live_registry.sync_once()
     second = changed["notes"]
     assert second.version == "2" and second.lora_name and second.lora_name.startswith("notes-v2-")
+    assert {first.lora_name, second.lora_name} <= set(await served(settings))
+    await asyncio.sleep(1.1)
+    live_registry.unload_grace_s = 0
+    await live_registry.sync_once()
     models = await served(settings)
     assert second.lora_name in models and first.lora_name not in models
     assert await get_specialist(redis, "notes") == second

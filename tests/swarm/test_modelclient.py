@@ -70,6 +70,15 @@ async def test_connection_refused_becomes_model_unavailable() -> None:
             await c.chat("m", MESSAGES)
 
 
+async def test_retries_stay_inside_the_callers_budget() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with ModelClient(Settings(), base_url=url, retries=10) as client:
+        started = time.monotonic()
+        with pytest.raises(ModelUnavailable, match="cannot connect to"):
+            await client.chat("m", MESSAGES, timeout_s=0.5)
+    assert time.monotonic() - started < 1.5  # ten retries would back off for ~20 s
+
+
 async def test_unknown_model_is_a_user_error() -> None:
     reply = (404, {"error": {"message": "The model `nope` does not exist."}})
     with openai_stub(lambda _b: reply, free_port()) as stub:
@@ -169,7 +178,7 @@ async def test_unloading_an_unknown_adapter_is_not_an_error() -> None:
 
 
 async def test_rate_limit_is_retried_and_bad_credentials_are_a_configuration_error() -> None:
-    replies = {
+    replies: dict[str, list[tuple[int, Any]]] = {
         "/v1/models": [(429, {"error": {"message": "slow down"}}), (200, {"data": [{"id": "b"}]})],
         "/v1/chat/completions": [(401, {"error": {"message": "bad key"}})],
     }
