@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import jsonschema
 
@@ -73,10 +73,25 @@ class Completion(Protocol):
     def json(self) -> Any: ...
 
 
+@runtime_checkable
 class ChatModel(Protocol):
     """A model client that can answer under a JSON schema (``swarm.modelclient.ModelClient``)."""
 
     async def chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        output_schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+    ) -> Completion: ...
+
+
+class ChatFunction(Protocol):
+    """A bare schema-constrained chat call, e.g. ``ModelClient(settings).chat``."""
+
+    async def __call__(
         self,
         model: str,
         messages: list[dict[str, str]],
@@ -162,15 +177,16 @@ class RulePlanner:
 class ModelPlanner:
     """Asks the base model for a plan, constrained to the ready specialists.
 
-    ``client`` is anything with a schema-constrained ``chat`` (see :class:`ChatModel`);
-    ``base_model`` is the served base model's name. The call is bounded by ``timeout_s``.
-    A reply that fails, is off-schema, or whose chain could not get the inputs it needs falls
-    back to ``fallback`` (the :class:`RulePlanner` unless given).
+    ``client`` is anything with a schema-constrained ``chat`` (see :class:`ChatModel`), or
+    that ``chat`` function itself; ``base_model`` is the served base model's name. The call is
+    bounded by ``timeout_s``. A call that raises anything, a reply that is off-schema, or a
+    chain that could not get the inputs it needs falls back to ``fallback`` (the
+    :class:`RulePlanner` unless given).
     """
 
     def __init__(
         self,
-        client: ChatModel,
+        client: ChatModel | ChatFunction,
         base_model: str,
         *,
         max_steps: int = MAX_STEPS,
@@ -178,6 +194,7 @@ class ModelPlanner:
         fallback: Planner | None = None,
     ) -> None:
         self.client = client
+        self._chat: ChatFunction = client.chat if isinstance(client, ChatModel) else client
         self.base_model = base_model
         self.max_steps = max_steps
         self.timeout_s = timeout_s
@@ -192,8 +209,18 @@ class ModelPlanner:
                 steps = await asyncio.wait_for(
                     self._ask(goal, task_input, ready), timeout=self.timeout_s
                 )
-            except (SwarmError, OSError, TimeoutError) as exc:
-                log.info("model planner failed (%s); falling back to rules", exc)
+            except Exception as exc:
+                # Planning by model is an optimisation over the rules, so no failure of it, a
+                # client bug included, may fail the task; the rules are always there.
+                level = (
+                    logging.INFO if isinstance(exc, SwarmError | TimeoutError) else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "model planner failed (%s: %s); falling back to rules",
+                    type(exc).__name__,
+                    exc,
+                )
             else:
                 problems = plan_input_problems(steps, task_input, {r.name: r for r in ready})
                 if steps and not problems:
@@ -242,20 +269,21 @@ class ModelPlanner:
     ) -> list[StepSpec]:
         names = [r.name for r in ready]
         schema = self.output_schema(names)
-        completion = await self.client.chat(
+        completion = await self._chat(
             self.base_model,
             self.messages(goal, task_input, ready),
             output_schema=schema,
             max_tokens=16 + 8 * self.max_steps,
             temperature=0.0,
         )
+        reply: Any = getattr(completion, "json", None)
         try:
             # The client constrains and validates already; this guards a client that does not.
-            jsonschema.validate(completion.json, schema)
+            jsonschema.validate(reply, schema)
         except jsonschema.ValidationError as exc:
             log.info("model plan is off-schema: %s", exc.message)
             return []
-        chosen = [str(n) for n in completion.json["steps"]]
+        chosen = [str(n) for n in reply["steps"]]
         # A plan that repeats a specialist back to back is the small model stuttering.
         deduped = [n for i, n in enumerate(chosen) if i == 0 or n != chosen[i - 1]]
         return chain(deduped[: self.max_steps])

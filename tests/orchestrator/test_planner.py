@@ -162,11 +162,36 @@ async def test_the_model_plans_under_a_schema_of_ready_specialists() -> None:
         pytest.param({"steps": ["sql"]}, id="inputs-missing"),
         pytest.param(InvalidOutput("cut off"), id="invalid-output"),
         pytest.param(ModelUnavailable("down"), id="unreachable"),
+        pytest.param(RuntimeError("client bug"), id="client-bug"),
         pytest.param("hang", id="timeout"),
     ],
 )
 async def test_an_unusable_model_plan_falls_back_to_rules(outcome: Any) -> None:
     planner = ModelPlanner(ScriptedChat(outcome), "base", timeout_s=0.2)
+    steps, source = await planner.plan("redact this", "Ann wrote", CATALOG)
+    assert (source, specialists(steps)) == ("rules", ["pii"])
+
+
+async def test_a_bare_chat_function_plans_too() -> None:
+    chat = ScriptedChat({"steps": ["pii", "entities"]})
+    planner = ModelPlanner(chat.chat, "base")
+    steps, source = await planner.plan("clean it up", "Ann wrote to Bob", CATALOG)
+    assert (source, specialists(steps)) == ("planner", ["pii", "entities"])
+    assert [s.depends_on for s in steps] == [[], ["s1"]]
+
+
+async def test_a_reply_without_json_falls_back_to_rules() -> None:
+    async def chat(
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        output_schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+    ) -> Any:
+        return object()  # a client that forgot to parse the reply
+
+    planner = ModelPlanner(chat, "base")
     steps, source = await planner.plan("redact this", "Ann wrote", CATALOG)
     assert (source, specialists(steps)) == ("rules", ["pii"])
 
