@@ -9,6 +9,7 @@ tokenizer and chat template under ``$SWARM_HOME/models``. No model hub is needed
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -30,10 +31,12 @@ Progress = Callable[[str], None]
 
 
 def default_model_dir(settings: Settings) -> Path:
+    """Where ``swarm model prepare`` puts the default model."""
     return settings.models_dir / DEFAULT_BASE_MODEL
 
 
 def is_prepared(path: Path) -> bool:
+    """Whether ``path`` holds a completed build (an interrupted one has no marker)."""
     return (path / READY_MARKER).exists()
 
 
@@ -135,6 +138,7 @@ def prepare_default_model(
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=target.parent, prefix=".prepare-")
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model is for every local user
     try:
         say("dequantizing the GGUF (about 30 s on 2 cores)")
         model = AutoModelForCausalLM.from_pretrained(

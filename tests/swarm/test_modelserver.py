@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 
+from swarm.basemodel import resolve_base_model
 from swarm.errors import ModelServerStartError
 from swarm.modelserver import ModelServer, likely_cause, server_command, server_environment
 from swarm.settings import Settings
 
+from adapterfactory import make_lora
 from conftest import TEST_HOME, VllmServer, free_port
 
 
@@ -46,6 +50,12 @@ def test_command_line_carries_every_lora_setting(tmp_path: Path) -> None:
     assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path.resolve())
 
 
+def test_plugins_a_user_named_are_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VLLM_PLUGINS", "my_plugin")
+    env = server_environment(Settings(adapters_dir=tmp_path, vllm_device="cpu"))
+    assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
+
+
 def test_likely_causes() -> None:
     assert "port is already in use" in likely_cause("OSError: [Errno 98] Address already in use")
     assert likely_cause("something else") == "see the log below"
@@ -72,3 +82,50 @@ def test_a_failed_start_is_one_clear_line_and_the_log_tail(tmp_path: Path) -> No
 def test_the_server_serves_the_base_model(vllm_server: VllmServer) -> None:
     models = httpx.get(f"{vllm_server.url}/v1/models", timeout=10).json()
     assert models["data"][0]["id"] == vllm_server.served_base
+
+
+@pytest.mark.slow
+def test_json_schema_output_is_valid_against_the_schema(vllm_server: VllmServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "enum": ["Paris", "London", "Rome"]},
+            "is_capital": {"type": "boolean"},
+        },
+        "required": ["city", "is_capital"],
+        "additionalProperties": False,
+    }
+    body = {
+        "model": vllm_server.served_base,
+        "messages": [{"role": "user", "content": "Which city is the capital of France?"}],
+        "max_tokens": 64,
+        "temperature": 0.0,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        },
+    }
+    response = httpx.post(f"{vllm_server.url}/v1/chat/completions", json=body, timeout=120)
+    response.raise_for_status()
+    jsonschema.validate(json.loads(response.json()["choices"][0]["message"]["content"]), schema)
+
+
+@pytest.mark.slow
+def test_an_adapter_dropped_into_the_adapters_dir_is_served_by_name(
+    vllm_server: VllmServer,
+) -> None:
+    # vLLM's filesystem resolver compares base_model_name_or_path with the --model value (the
+    # model's path), not with the served name.
+    make_lora(
+        vllm_server.adapters_dir / "dropped",
+        str(vllm_server.model_dir),
+        base_name=resolve_base_model(vllm_server.settings),
+    )
+    body = {
+        "model": "dropped",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 4,
+    }
+    response = httpx.post(f"{vllm_server.url}/v1/chat/completions", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "dropped"
