@@ -100,3 +100,22 @@ def copy_adapter(src: Path, dst: Path) -> Path:
     """Copy an adapter folder (merging into ``dst`` if it exists)."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return dst
+
+
+async def register_builtins(redis: Any) -> None:
+    """Publish the built-in specialists to the catalog as ready, prompt-only records."""
+    from specialists.manifest import Manifest
+    from swarm.catalog import SpecialistRecord, put_specialist
+
+    for definition in BUILTINS.values():
+        manifest = Manifest.model_validate(definition.manifest())
+        await put_specialist(
+            redis,
+            SpecialistRecord(
+                name=definition.name,
+                version=manifest.version,
+                status="ready",
+                description=manifest.description,
+                manifest=manifest.model_dump(mode="json"),
+            ),
+        )

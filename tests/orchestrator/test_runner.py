@@ -15,16 +15,15 @@ from redis.asyncio import Redis
 from orchestrator.planner import ModelPlanner, Planner, RulePlanner
 from orchestrator.runner import Orchestrator
 from specialists.builtin import BUILTINS
-from specialists.manifest import Manifest
 from specialists.worker import Worker
 from swarm import names
 from swarm.bus import Bus
-from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.messages import StepSpec, TaskSubmitted, envelope, new_id, utcnow
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
 from swarm.tasks import StepRecord, TaskRecord, TaskStore
 
+from adapterfactory import register_builtins
 from conftest import free_port
 from openaistub import Stub, completion, openai_stub
 
@@ -54,21 +53,6 @@ def model_reply(body: dict[str, Any]) -> tuple[int, Any]:
     system = body["messages"][0]["content"]
     name = next(n for n, d in BUILTINS.items() if d.system_prompt == system)
     return 200, completion(json.dumps(OUTPUTS[name]))
-
-
-async def register_builtins(redis: Redis) -> None:
-    for definition in BUILTINS.values():
-        manifest = Manifest.model_validate(definition.manifest())
-        await put_specialist(
-            redis,
-            SpecialistRecord(
-                name=definition.name,
-                version=manifest.version,
-                status="ready",
-                description=manifest.description,
-                manifest=manifest.model_dump(mode="json"),
-            ),
-        )
 
 
 @pytest.fixture

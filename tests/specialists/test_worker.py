@@ -11,15 +11,14 @@ import pytest
 from redis.asyncio import Redis
 
 from specialists.builtin import BUILTINS
-from specialists.manifest import Manifest
 from specialists.worker import Worker
 from swarm import names
 from swarm.bus import PAYLOAD_FIELD, Bus
-from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.messages import Envelope, StepRequest, StepResult, StepSpec, envelope
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
 
+from adapterfactory import register_builtins
 from conftest import VllmServer, free_port
 from openaistub import completion, openai_stub
 
@@ -27,21 +26,6 @@ SQL_INPUT = {
     "question": "How many orders are there?",
     "schema": "CREATE TABLE orders (id INTEGER, total REAL);",
 }
-
-
-async def register_builtins(redis: Redis) -> None:
-    for definition in BUILTINS.values():
-        manifest = Manifest.model_validate(definition.manifest())
-        await put_specialist(
-            redis,
-            SpecialistRecord(
-                name=definition.name,
-                version=manifest.version,
-                status="ready",
-                description=manifest.description,
-                manifest=manifest.model_dump(mode="json"),
-            ),
-        )
 
 
 async def run_step(
