@@ -1,13 +1,15 @@
-"""``swarm worker`` and ``swarm registry`` (registered through ``swarm.commands``)."""
+"""``swarm worker``, ``registry``, ``distill`` and ``eval`` (plugged in via ``swarm.commands``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import typer
 
+from swarm.errors import ConfigurationError, InvalidAdapter, InvalidData
 from swarm.settings import get_settings
 
 
@@ -31,3 +33,124 @@ def registry() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
     asyncio.run(run_registry(settings))
+
+
+def distill(
+    specialist: str = typer.Argument(..., help="Built-in (sql, pii, entities) or adapters/<name>."),
+    teacher: str = typer.Option(
+        "endpoint",
+        "--teacher",
+        help="'endpoint': label with SWARM_TEACHER_URL/MODEL; 'reference': the built-in "
+        "generator's exact gold labels (no API calls).",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="JSONL of inputs (one object a line); default: synthetic inputs."
+    ),
+    examples: int = typer.Option(1000, "--examples", "-n", help="Synthetic inputs to generate."),
+    test_examples: int = typer.Option(200, "--test-examples", help="Held-out test examples."),
+    seed: int = typer.Option(0, "--seed"),
+    rank: int = typer.Option(16, "--rank", help="LoRA rank (at most 64)."),
+    alpha: int = typer.Option(32, "--alpha", help="LoRA alpha."),
+    epochs: float = typer.Option(2.0, "--epochs"),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Stop after this many steps (> 0)."),
+    learning_rate: float = typer.Option(2e-4, "--lr"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    max_length: int = typer.Option(512, "--max-length", help="Longer examples are dropped."),
+    out: Path | None = typer.Option(None, "--out", help="Package here; default adapters/<name>."),
+    run_dir: Path | None = typer.Option(
+        None, "--run-dir", help="Stage outputs and cache; default $SWARM_HOME/distill/<name>."
+    ),
+) -> None:
+    """Distil a specialist: inputs -> teacher labels -> LoRA -> evaluation -> adapter folder.
+
+    Every stage is cached in the run dir, so a re-run resumes and never pays the teacher twice.
+    """
+    from specialists.distillation import find_specialist
+    from swarm.distill import DistillOptions, Pipeline
+    from swarm.training import TrainConfig
+
+    settings = get_settings()
+    logging.basicConfig(level="WARNING", stream=sys.stderr)
+    spec = find_specialist(specialist, settings)
+    options = DistillOptions(
+        teacher=teacher,
+        data=data,
+        examples=examples,
+        test_examples=test_examples,
+        seed=seed,
+        train=TrainConfig(
+            base_model="",
+            rank=rank,
+            alpha=alpha,
+            epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+        ),
+        out_dir=out,
+        run_dir=run_dir,
+    )
+    result = Pipeline(settings, spec, options, say=typer.echo).run()
+    student = result.evaluation["student"]
+    typer.echo(
+        f"done: {spec.metric} {student['score']:.3f} (base zero-shot "
+        f"{result.evaluation['base_zero_shot']['score']:.3f}, few-shot "
+        f"{result.evaluation['base_few_shot']['score']:.3f}); "
+        + (f"packaged in {result.out_dir}" if result.packaged else "not packaged")
+    )
+
+
+def evaluate(
+    specialist: str = typer.Argument(..., help="Built-in (sql, pii, entities) or adapters/<name>."),
+    data: Path = typer.Option(..., "--data", help="Labelled JSONL: {input, output[, meta]}."),
+    adapter: Path | None = typer.Option(
+        None, "--adapter", help="An adapter folder (adapter_config.json + safetensors)."
+    ),
+    base: bool = typer.Option(False, "--base", help="Score the base model instead."),
+    few_shot: bool = typer.Option(
+        True, "--few-shot/--zero-shot", help="With --base: include the manifest's examples."
+    ),
+    concurrency: int = typer.Option(16, "--concurrency"),
+) -> None:
+    """Score an adapter, or the base model, on a labelled JSONL; the last line is JSON."""
+    import json
+
+    from specialists.distillation import find_specialist
+    from specialists.manifest import MANIFEST_FILE, load_manifest
+    from swarm.basemodel import served_base_name
+    from swarm.dataset import read_examples
+    from swarm.distill import evaluate_models, model_server
+    from swarm.evaluation import markdown_table
+
+    if (adapter is None) == (not base):
+        raise ConfigurationError("give exactly one of --adapter PATH or --base")
+    settings = get_settings()
+    spec = find_specialist(specialist, settings)
+    examples = read_examples(data)
+    unlabelled = sum(1 for e in examples if e.output is None)
+    if unlabelled:
+        raise InvalidData(f"{unlabelled} examples in {data} have no 'output' to score")
+    if adapter is not None:
+        if not (adapter / "adapter_config.json").is_file():
+            raise InvalidAdapter(adapter.name, f"{adapter} has no adapter_config.json")
+        manifest = (
+            load_manifest(adapter).model_dump(mode="json", exclude_none=True)
+            if (adapter / MANIFEST_FILE).is_file()
+            else spec.student_manifest()
+        )
+        runs = {"adapter": ("swarm-eval-adapter", manifest)}
+        adapters = {"swarm-eval-adapter": adapter}
+    else:
+        manifest = spec.manifest if few_shot else spec.student_manifest()
+        runs = {"base": (served_base_name(settings), manifest)}
+        adapters = {}
+    with model_server(settings, typer.echo) as url:
+        reports = asyncio.run(
+            evaluate_models(
+                settings, url, spec, examples, runs, adapters=adapters, concurrency=concurrency
+            )
+        )
+    typer.echo(markdown_table(reports))
+    typer.echo(json.dumps({name: report.to_json() for name, report in reports.items()}))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from swarm.errors import (
 )
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import ModelClient
+from swarm.prompting import render_messages
 from swarm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,6 @@ log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.25
 RETRY_TEMPERATURE = 0.7
 """Invalid output at temperature 0 would repeat itself; retries sample instead."""
-
-
-def render_messages(manifest: dict[str, Any], step_input: dict[str, Any]) -> list[dict[str, str]]:
-    """System prompt, few-shot turns, then the input as JSON: the chat the model sees."""
-    messages = [{"role": "system", "content": str(manifest.get("system_prompt", ""))}]
-    for example in manifest.get("few_shot") or []:
-        messages.append({"role": "user", "content": json.dumps(example["input"])})
-        messages.append({"role": "assistant", "content": json.dumps(example["output"])})
-    messages.append({"role": "user", "content": json.dumps(step_input, ensure_ascii=False)})
-    return messages
 
 
 def validate_output(

@@ -8,6 +8,7 @@
     │   ├── InvalidAdapter        an adapter folder that cannot be served, with the reason
     │   ├── UnknownSpecialist     a plan names a specialist nobody registered
     │   ├── InvalidPlan           a cyclic or empty plan
+    │   ├── InvalidData           a dataset file (JSONL) that cannot be used
     │   └── ConfigurationError    a setting that cannot work
     ├── ModelBehaviorError        a model answered, but not with what the schema demands
     │   └── InvalidOutput         output failed JSON parsing or schema validation
@@ -52,6 +53,10 @@ class UnknownSpecialist(UserError):
 
 class InvalidPlan(UserError):
     """A plan that cannot run: empty, cyclic, or too long."""
+
+
+class InvalidData(UserError):
+    """A dataset file that cannot be read or used, with the file and line at fault."""
 
 
 class ConfigurationError(UserError):

@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     teacher_url: str | None = Field(None, description="OpenAI-compatible teacher base URL.")
     teacher_model: str | None = Field(None, description="Teacher model name.")
     teacher_api_key: SecretStr | None = Field(None, description="Teacher API key.")
+    teacher_input_usd_per_mtok: float = Field(
+        2.5, description="Teacher price, USD per million prompt tokens (set your provider's)."
+    )
+    teacher_output_usd_per_mtok: float = Field(
+        10.0, description="Teacher price, USD per million completion tokens."
+    )
+    teacher_concurrency: int = Field(8, description="Teacher requests in flight at once.")
+    teacher_retries: int = Field(4, description="Teacher retries on 429, 5xx and timeouts.")
+    teacher_timeout_s: float = Field(60.0, description="Timeout of one teacher request.")
+    teacher_cache: Path | None = Field(
+        None,
+        description="Teacher reply cache (SQLite); default $SWARM_HOME/teacher-cache.sqlite.",
+    )
 
     # HTTP API
     api_host: str = Field("127.0.0.1", description="Address `swarm api` binds.")
@@ -106,10 +119,10 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: list[str]) -> list[str]:
         return [url.rstrip("/") for url in value]
 
-    @field_validator("home", "adapters_dir")
+    @field_validator("home", "adapters_dir", "teacher_cache")
     @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @property
     def models_dir(self) -> Path:

@@ -1,0 +1,506 @@
+"""``swarm distill``: teacher labels -> LoRA training -> evaluation -> an adapter folder.
+
+The pipeline is a row of stages, each writing its outputs into the run folder
+(``$SWARM_HOME/distill/<specialist>/``) with a ``<stage>.done`` marker that records the stage's
+key: a digest of its own options and the key of the stage before it. A re-run skips every stage
+whose key still matches, so an interrupted run resumes where it stopped, and changing, say, the
+learning rate re-trains without paying the teacher again (the teacher also has its own on-disk
+cache, shared by all runs).
+
+1. inputs      a JSONL of raw inputs, or the specialist's generator of synthetic ones; with a
+               generator, a held-out test set from templates and sources training never sees
+2. labels      the teacher (any OpenAI-compatible endpoint), or ``reference``: the generator's
+               exact gold labels
+3. split       train / validation (/ test, when no held-out set was generated)
+4. train       LoRA with peft (:mod:`swarm.training`)
+5. evaluate    student, base zero-shot and base few-shot on the test set, through vLLM
+6. package     ``adapters/<name>/``: weights, manifest (version bumped), training config,
+               ``eval.json`` and ``eval.md``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from swarm.basemodel import UPSTREAM_ID, resolve_base_model, served_base_name
+from swarm.dataset import Example, read_examples, split_examples, write_examples
+from swarm.errors import ConfigurationError, InvalidData
+from swarm.evaluation import Check, EvalReport, Scorer, evaluate, markdown_table
+from swarm.modelclient import ModelClient
+from swarm.modelserver import ModelServer
+from swarm.prompting import render_messages
+from swarm.settings import DEFAULT_BASE_MODEL, Settings
+from swarm.teacher import LabelCache, Teacher, cache_path
+from swarm.training import TrainConfig, TrainResult, train_lora
+
+Generator = Callable[..., list[Example]]
+"""``generate(n, *, seed, heldout)``: synthetic examples with exact gold outputs."""
+Say = Callable[[str], None]
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+EVAL_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class Specialist:
+    """What the pipeline needs to know about one specialist."""
+
+    name: str
+    manifest: dict[str, Any]
+    """Its current manifest; its few-shot examples are used for the base few-shot baseline."""
+    scorer: Scorer
+    metric: str
+    generate: Generator | None = None
+    check: Check | None = None
+
+    def student_manifest(self) -> dict[str, Any]:
+        """The manifest the student is trained and served with: the same prompt, no few-shot."""
+        return {**self.manifest, "few_shot": []}
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    teacher: str = "reference"
+    """``reference`` (the generator's gold labels) or ``endpoint`` (SWARM_TEACHER_*)."""
+    data: Path | None = None
+    examples: int = 1000
+    """Synthetic inputs to generate when no ``data`` is given."""
+    test_examples: int = 200
+    seed: int = 0
+    train: TrainConfig | None = None
+    """None means :class:`TrainConfig` defaults on the configured base model."""
+    out_dir: Path | None = None
+    """Where to package; default ``<adapters_dir>/<name>``."""
+    run_dir: Path | None = None
+    eval_concurrency: int = 16
+    extra_train: list[Example] = field(default_factory=list)
+    """Labelled examples added to training (escalations fed back by the cascade)."""
+
+
+@dataclass
+class DistillResult:
+    run_dir: Path
+    out_dir: Path | None
+    labels: dict[str, Any]
+    split: dict[str, int]
+    training: dict[str, Any]
+    evaluation: dict[str, Any]
+    packaged: bool
+
+
+class Pipeline:
+    """One ``swarm distill`` run; :meth:`run` does every stage that is not cached."""
+
+    def __init__(
+        self, settings: Settings, specialist: Specialist, options: DistillOptions, *, say: Say
+    ) -> None:
+        self.settings = settings
+        self.specialist = specialist
+        self.options = options
+        self.say = say
+        self.run_dir = options.run_dir or settings.home / "distill" / specialist.name
+        self.out_dir = options.out_dir or settings.adapters_dir / specialist.name
+        if options.teacher not in ("reference", "endpoint"):
+            raise ConfigurationError(
+                f"unknown teacher {options.teacher!r}: use 'reference' or 'endpoint'"
+            )
+        if options.teacher == "reference" and options.data is None and not specialist.generate:
+            raise ConfigurationError(
+                f"{specialist.name!r} has no built-in generator: pass --data FILE with inputs "
+                "and a teacher endpoint (SWARM_TEACHER_URL)"
+            )
+
+    def run(self) -> DistillResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        key = self._inputs()
+        key, labels = self._labels(key)
+        key, sizes = self._split(key)
+        key, training = self._train(key)
+        key, evaluation = self._evaluate(key)
+        packaged = self._package(key, evaluation)
+        return DistillResult(
+            self.run_dir, self.out_dir if packaged else None, labels, sizes, training,
+            evaluation, packaged,
+        )  # fmt: skip
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def _inputs(self) -> str:
+        o = self.options
+        source = _file_digest(o.data) if o.data else f"generator:{o.examples}:{o.test_examples}"
+        key = _key("inputs", self.specialist.name, source, o.seed, o.teacher)
+        with self._stage("inputs", key) as done:
+            if done:
+                return key
+            if o.data is not None:
+                inputs = read_examples(o.data)
+                heldout: list[Example] = []
+                where = str(o.data)
+            else:
+                assert self.specialist.generate is not None
+                inputs = self.specialist.generate(o.examples, seed=o.seed, heldout=False)
+                heldout = self.specialist.generate(o.test_examples, seed=o.seed + 1, heldout=True)
+                where = "the built-in generator"
+            if o.teacher == "endpoint":
+                inputs = [Example(e.input, None, e.meta) for e in inputs]
+            write_examples(self.run_dir / "inputs.jsonl", inputs)
+            write_examples(self.run_dir / "heldout.jsonl", heldout)
+            self.say(f"inputs: {len(inputs)} from {where}, {len(heldout)} held out")
+        return key
+
+    def _labels(self, upstream: str) -> tuple[str, dict[str, Any]]:
+        o = self.options
+        teacher_id = (
+            "reference"
+            if o.teacher == "reference"
+            else f"{self.settings.teacher_url}#{self.settings.teacher_model}"
+        )
+        key = _key("labels", upstream, teacher_id, _digest_json(self.specialist.manifest))
+        summary_path = self.run_dir / "labels.json"
+        with self._stage("labels", key) as done:
+            if done:
+                return key, _read_json(summary_path)
+            inputs = read_examples(self.run_dir / "inputs.jsonl")
+            if o.teacher == "reference":
+                labelled = [e for e in inputs if e.output is not None]
+                summary: dict[str, Any] = {
+                    "teacher": "reference",
+                    "labelled": len(labelled),
+                    "unlabelled_dropped": len(inputs) - len(labelled),
+                }
+                if not labelled:
+                    raise InvalidData(
+                        "--teacher reference needs gold outputs, and no input has one; "
+                        "use --teacher endpoint to label raw inputs"
+                    )
+            else:
+                labelled, summary = asyncio.run(self._teacher_labels(inputs))
+            write_examples(self.run_dir / "labelled.jsonl", labelled)
+            _write_json(summary_path, summary)
+            self.say(f"labels: {_describe(summary)}")
+        return key, summary
+
+    async def _teacher_labels(self, inputs: list[Example]) -> tuple[list[Example], dict[str, Any]]:
+        # The teacher sees the specialist's full prompt, few-shot included: its best effort.
+        manifest = self.specialist.manifest
+        prompts = [render_messages(manifest, e.input) for e in inputs]
+        cache = LabelCache(cache_path(self.settings))
+        bar = _bar(len(prompts), "teacher")
+        try:
+            async with Teacher.from_settings(self.settings, cache=cache) as teacher:
+                labels = await teacher.label_all(
+                    prompts, manifest["output_schema"], on_done=lambda: bar.update(1)
+                )
+                stats = teacher.stats
+        finally:
+            bar.close()
+            cache.close()
+        labelled = [
+            Example(e.input, label.output, e.meta)
+            for e, label in zip(inputs, labels, strict=True)
+            if label is not None
+        ]
+        summary = {"teacher": f"{self.settings.teacher_model}", "labelled": len(labelled),
+                   **stats.as_dict(), "invalid_reasons": stats.invalid_reasons}  # fmt: skip
+        if not labelled:
+            raise InvalidData("the teacher produced no valid label; see invalid_reasons above")
+        return labelled, summary
+
+    def _split(self, upstream: str) -> tuple[str, dict[str, int]]:
+        o = self.options
+        extra = _digest_json([e.to_json() for e in o.extra_train]) if o.extra_train else ""
+        key = _key("split", upstream, o.seed, extra)
+        with self._stage("split", key) as done:
+            if done:
+                return key, _read_json(self.run_dir / "split.json")
+            labelled = read_examples(self.run_dir / "labelled.jsonl")
+            heldout = _read_optional(self.run_dir / "heldout.jsonl")
+            if heldout:
+                split = split_examples(labelled, validation=0.05, test=0.0, seed=o.seed)
+                split = replace(split, test=heldout)
+            else:
+                split = split_examples(labelled, validation=0.05, test=0.15, seed=o.seed)
+            train = split.train + list(o.extra_train)
+            if not train or not split.test:
+                raise InvalidData(
+                    f"too few labelled examples ({len(labelled)}) to split into train and test"
+                )
+            for name, rows in (("train", train), ("validation", split.validation),
+                               ("test", split.test)):  # fmt: skip
+                write_examples(self.run_dir / f"{name}.jsonl", rows)
+            sizes = {"train": len(train), "validation": len(split.validation),
+                     "test": len(split.test), "extra_train": len(o.extra_train)}  # fmt: skip
+            _write_json(self.run_dir / "split.json", sizes)
+            self.say(f"split: {_describe(sizes)}")
+        return key, sizes
+
+    def train_config(self) -> TrainConfig:
+        base = resolve_base_model(self.settings, prepare=True)
+        config = self.options.train or TrainConfig(base_model=base)
+        return replace(config, base_model=base) if not config.base_model else config
+
+    def _train(self, upstream: str) -> tuple[str, dict[str, Any]]:
+        config = self.train_config()
+        settings = {k: v for k, v in config.to_json().items() if k != "base_model"}
+        key = _key("train", upstream, settings, served_base_name(self.settings))
+        adapter = self.run_dir / "adapter"
+        with self._stage("train", key) as done:
+            if done:
+                return key, _read_json(self.run_dir / "training.json")
+            shutil.rmtree(adapter, ignore_errors=True)
+            result: TrainResult = train_lora(
+                config,
+                self.specialist.student_manifest(),
+                read_examples(self.run_dir / "train.jsonl"),
+                _read_optional(self.run_dir / "validation.jsonl"),
+                adapter,
+                progress=self.say,
+            )
+            shutil.rmtree(adapter / "checkpoints", ignore_errors=True)
+            (adapter / "README.md").unlink(missing_ok=True)
+            _portable_base(adapter / "adapter_config.json", self.settings)
+            training = {"config": {**config.to_json(), "base_model": served_base_name(
+                self.settings)}, "result": result.__dict__}  # fmt: skip
+            _write_json(self.run_dir / "training.json", training)
+            self.say(
+                f"train: {result.steps} steps in {result.seconds / 60:.1f} min on "
+                f"{result.device}, loss {result.train_loss} (validation {result.validation_loss})"
+            )
+        return key, training
+
+    def _evaluate(self, upstream: str) -> tuple[str, dict[str, Any]]:
+        key = _key("evaluate", upstream)
+        with self._stage("evaluate", key) as done:
+            if done:
+                return key, _read_json(self.run_dir / "eval.json")
+            test = read_examples(self.run_dir / "test.jsonl")
+            with model_server(self.settings, self.say) as url:
+                reports = asyncio.run(self._eval_all(url, test, f"distill-{key[:12]}"))
+            evaluation = eval_document(self.specialist, reports)
+            _write_json(self.run_dir / "eval.json", evaluation)
+            (self.run_dir / "eval.md").write_text(eval_markdown(self.specialist, reports))
+            self.say("evaluate:\n" + markdown_table(reports))
+        return key, evaluation
+
+    async def _eval_all(self, url: str, test: list[Example], lora: str) -> dict[str, EvalReport]:
+        s = self.specialist
+        base = served_base_name(self.settings)
+        runs = {
+            "student": (lora, s.student_manifest()),
+            "base_zero_shot": (base, s.student_manifest()),
+            "base_few_shot": (base, s.manifest),
+        }
+        return await evaluate_models(
+            self.settings, url, s, test, runs, adapters={lora: self.run_dir / "adapter"},
+            concurrency=self.options.eval_concurrency,
+        )  # fmt: skip
+
+    def _package(self, upstream: str, evaluation: dict[str, Any]) -> bool:
+        student = evaluation["student"]["score"]
+        current = _current_score(self.out_dir)
+        if current is not None and student < current:
+            self.say(
+                f"package: not packaged; the new student scores {student:.3f}, below the "
+                f"current version's {current:.3f} in {self.out_dir}"
+            )
+            return False
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        adapter = self.run_dir / "adapter"
+        if all((self.out_dir / f).exists() for f in ADAPTER_FILES) and all(
+            (self.out_dir / f).read_bytes() == (adapter / f).read_bytes() for f in ADAPTER_FILES
+        ):
+            self.say(f"package: {self.out_dir} already holds these weights")
+            return True
+        manifest = self.specialist.student_manifest()
+        manifest["version"] = bump_version(_current_version(self.out_dir) or manifest["version"])
+        for file in ADAPTER_FILES:
+            shutil.copyfile(adapter / file, self.out_dir / file)
+        _write_json(self.out_dir / "training.json", _read_json(self.run_dir / "training.json"))
+        _write_json(self.out_dir / "eval.json", evaluation)
+        shutil.copyfile(self.run_dir / "eval.md", self.out_dir / "eval.md")
+        # The manifest goes last: the registry treats a folder as changed when it changes.
+        (self.out_dir / "specialist.yaml").write_text(
+            yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=100)
+        )
+        self.say(f"package: {self.out_dir} (version {manifest['version']})")
+        return True
+
+    @contextlib.contextmanager
+    def _stage(self, name: str, key: str) -> Iterator[bool]:
+        """Yields True when the stage is cached; marks it done when its body returns."""
+        marker = self.run_dir / f"{name}.done"
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(marker.read_text()).get("key") == key:
+                self.say(f"{name}: cached")
+                yield True
+                return
+        marker.unlink(missing_ok=True)
+        started = time.monotonic()
+        yield False
+        marker.write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - started, 1)}))
+
+
+@contextlib.contextmanager
+def model_server(settings: Settings, say: Say) -> Iterator[str]:
+    """The configured vLLM if it answers, else one started for the duration of the block.
+
+    A running server must allow runtime LoRA loading and see this machine's paths (the one
+    ``swarm serve-model`` starts does both).
+    """
+    url = settings.vllm_urls[0]
+
+    async def healthy() -> bool:
+        async with ModelClient(settings, base_url=url, retries=0) as client:
+            return await client.health()
+
+    if asyncio.run(healthy()):
+        say(f"using vLLM at {url}")
+        yield url
+        return
+    say(f"no vLLM at {url}; starting one (30-100 s on CPU)")
+    with ModelServer(settings, model=resolve_base_model(settings, prepare=True)) as server:
+        yield server.url
+
+
+async def evaluate_models(
+    settings: Settings,
+    url: str,
+    specialist: Specialist,
+    examples: list[Example],
+    runs: dict[str, tuple[str, dict[str, Any]]],
+    *,
+    adapters: dict[str, Path],
+    concurrency: int = 16,
+) -> dict[str, EvalReport]:
+    """Evaluate each named (model, manifest) run; ``adapters`` are loaded first, then unloaded."""
+    reports: dict[str, EvalReport] = {}
+    # A whole test set is queued at once; on a CPU a request may wait minutes for its turn.
+    timeout = max(settings.model_timeout_s, EVAL_TIMEOUT_S)
+    async with ModelClient(settings, base_url=url, timeout_s=timeout) as client:
+        for lora, path in adapters.items():
+            await client.load_adapter(lora, str(path.resolve()))
+        try:
+            for name, (model, manifest) in runs.items():
+                bar = _bar(len(examples), name)
+                try:
+                    reports[name] = await evaluate(
+                        client, model, manifest, examples, specialist.scorer,
+                        metric=specialist.metric, check=specialist.check,
+                        concurrency=concurrency, on_done=functools.partial(bar.update, 1),
+                    )  # fmt: skip
+                finally:
+                    bar.close()
+        finally:
+            for lora in adapters:
+                with contextlib.suppress(Exception):
+                    await client.unload_adapter(lora)
+    return reports
+
+
+def eval_document(specialist: Specialist, reports: dict[str, EvalReport]) -> dict[str, Any]:
+    """``eval.json``: the metric, then each model's score, latency and details."""
+    document: dict[str, Any] = {"specialist": specialist.name, "metric": specialist.metric}
+    for name, report in reports.items():
+        document[name] = {
+            "score": report.score,
+            "latency_ms_p50": report.latency_ms_p50,
+            "latency_ms_p95": report.latency_ms_p95,
+            "json_validity": report.json_validity,
+            "check_pass": report.check_pass,
+            "examples": report.examples,
+            "metrics": report.metrics,
+        }
+    if "student" in reports and "base_few_shot" in reports:
+        base = max(reports["base_zero_shot"].score, reports["base_few_shot"].score)
+        document["student_vs_best_base"] = (
+            round(reports["student"].score / base, 2) if base else None
+        )
+    return document
+
+
+def eval_markdown(specialist: Specialist, reports: dict[str, EvalReport]) -> str:
+    return (
+        f"# `{specialist.name}` evaluation\n\nMetric: {specialist.metric}. Student: the "
+        "distilled LoRA with the plain prompt. Base: the base model with the same prompt, "
+        "zero-shot and with the manifest's few-shot examples.\n\n" + markdown_table(reports)
+    )
+
+
+def bump_version(version: str) -> str:
+    """0.1.0 -> 0.2.0: a new distilled version is a minor release of the specialist."""
+    parts = [int(p) for p in str(version).split(".")[:3]] + [0, 0, 0]
+    return f"{parts[0]}.{parts[1] + 1}.0"
+
+
+def _current_version(folder: Path) -> str | None:
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+        return str(yaml.safe_load((folder / "specialist.yaml").read_text())["version"])
+    return None
+
+
+def _current_score(folder: Path) -> float | None:
+    if not (folder / ADAPTER_FILES[1]).exists():
+        return None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return float(_read_json(folder / "eval.json")["student"]["score"])
+    return None
+
+
+def _portable_base(config_path: Path, settings: Settings) -> None:
+    """Name the base by its public id, not this machine's path, so the folder travels."""
+    config = _read_json(config_path)
+    if settings.base_model == DEFAULT_BASE_MODEL:
+        config["base_model_name_or_path"] = UPSTREAM_ID
+    _write_json(config_path, config)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _digest_json(value: Any) -> str:
+    return _key(value)[:16]
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InvalidData(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    value = json.loads(path.read_text(encoding="utf-8"))
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _read_optional(path: Path) -> list[Example]:
+    if not path.exists() or not path.read_text().strip():
+        return []
+    return read_examples(path)
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict))
+
+
+def _bar(total: int, what: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="ex", leave=False)

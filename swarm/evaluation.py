@@ -1,0 +1,161 @@
+"""Scoring a model (a LoRA or the base) on labelled examples, through the serving path.
+
+Predictions come from an OpenAI-compatible server (vLLM) with the same rendered prompt and the
+same JSON-schema-constrained decoding the worker uses, so an evaluation measures what
+production will see. Each report carries the specialist's task metric, the share of answers
+that were valid JSON of the schema, and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from swarm.dataset import Example
+from swarm.errors import InvalidOutput
+from swarm.modelclient import ModelClient
+from swarm.prompting import render_messages
+
+Prediction = dict[str, Any] | None
+Scorer = Callable[[Sequence[Example], Sequence[Prediction]], dict[str, Any]]
+Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model: str
+    metric: str
+    score: float
+    metrics: dict[str, Any]
+    examples: int
+    json_validity: float
+    """Share of answers that parsed as JSON and matched the output schema."""
+    check_pass: float
+    """Share of answers that also passed the specialist's own checks."""
+    latency_ms_p50: float
+    latency_ms_p95: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def exact_match(examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
+    """The scorer for specialists without their own: the whole output must equal the gold."""
+    hits = sum(
+        1
+        for example, prediction in zip(examples, predictions, strict=True)
+        if prediction is not None and _canonical(prediction) == _canonical(example.output)
+    )
+    accuracy = hits / len(examples) if examples else 0.0
+    return {"score": round(accuracy, 4), "exact_match": round(accuracy, 4)}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+async def predict(
+    client: ModelClient,
+    model: str,
+    manifest: dict[str, Any],
+    examples: Sequence[Example],
+    *,
+    concurrency: int = 8,
+    on_done: Callable[[], None] | None = None,
+) -> tuple[list[Prediction], list[float]]:
+    """The parsed output (None where invalid) and latency in ms of each example, in order."""
+    decoding = manifest.get("decoding") or {}
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(example: Example) -> tuple[Prediction, float]:
+        async with slots:
+            try:
+                completion = await client.chat(
+                    model,
+                    render_messages(manifest, example.input),
+                    output_schema=manifest["output_schema"],
+                    temperature=float(decoding.get("temperature", 0.0)),
+                    max_tokens=int(decoding.get("max_tokens", 256)),
+                )
+            except InvalidOutput:
+                return None, 0.0
+            finally:
+                if on_done is not None:
+                    on_done()
+        output = completion.json
+        return (output if isinstance(output, dict) else None), completion.latency_ms
+
+    results = await asyncio.gather(*(one(e) for e in examples))
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+async def evaluate(
+    client: ModelClient,
+    model: str,
+    manifest: dict[str, Any],
+    examples: Sequence[Example],
+    scorer: Scorer,
+    *,
+    metric: str,
+    check: Check | None = None,
+    concurrency: int = 8,
+    on_done: Callable[[], None] | None = None,
+) -> EvalReport:
+    """Predict every example with ``model`` and score the predictions against the gold."""
+    predictions, latencies = await predict(
+        client, model, manifest, examples, concurrency=concurrency, on_done=on_done
+    )
+    metrics = scorer(examples, predictions)
+    valid = [p for p in predictions if p is not None]
+    passing = sum(
+        1
+        for example, prediction in zip(examples, predictions, strict=True)
+        if prediction is not None and (check is None or check(example.input, prediction) is None)
+    )
+    timed = sorted(latency for latency in latencies if latency > 0) or [0.0]
+    n = len(examples)
+    return EvalReport(
+        model=model,
+        metric=metric,
+        score=float(metrics["score"]),
+        metrics=metrics,
+        examples=n,
+        json_validity=round(len(valid) / n, 4) if n else 0.0,
+        check_pass=round(passing / n, 4) if n else 0.0,
+        latency_ms_p50=round(statistics.median(timed), 1),
+        latency_ms_p95=round(timed[min(len(timed) - 1, int(0.95 * len(timed)))], 1),
+    )
+
+
+def markdown_table(reports: dict[str, EvalReport]) -> str:
+    """The reports side by side, as the ``eval.md`` beside an adapter shows them."""
+    lines = [
+        "| model | " + " | ".join(reports) + " |",
+        "|---|" + "---|" * len(reports),
+    ]
+    first = next(iter(reports.values()))
+    rows: list[tuple[str, Callable[[EvalReport], str]]] = [
+        (f"{first.metric} (score)", lambda r: f"{r.score:.3f}"),
+        ("JSON validity", lambda r: f"{r.json_validity:.1%}"),
+        ("passes checks", lambda r: f"{r.check_pass:.1%}"),
+        ("latency p50 (ms)", lambda r: f"{r.latency_ms_p50:.0f}"),
+        ("latency p95 (ms)", lambda r: f"{r.latency_ms_p95:.0f}"),
+        ("examples", lambda r: str(r.examples)),
+    ]
+    extra = [k for k in first.metrics if k != "score" and isinstance(first.metrics[k], float)]
+    for key in extra:
+        rows.insert(1, (key, _metric_cell(key)))
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(r) for r in reports.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _metric_cell(key: str) -> Callable[[EvalReport], str]:
+    def cell(report: EvalReport) -> str:
+        return f"{report.metrics.get(key, 0.0):.3f}"
+
+    return cell

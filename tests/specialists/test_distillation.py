@@ -1,0 +1,145 @@
+"""``swarm distill`` end to end on the real small model: a few training steps, real vLLM."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from specialists.distillation import find_specialist
+from specialists.manifest import load_manifest
+from specialists.registry import safetensors_header, validate_adapter_folder
+from swarm.basemodel import UPSTREAM_ID
+from swarm.dataset import Example, write_examples
+from swarm.distill import DistillOptions, Pipeline, bump_version
+from swarm.errors import ConfigurationError, UnknownSpecialist
+from swarm.settings import Settings
+from swarm.training import TrainConfig
+
+from conftest import VllmServer, free_port
+from openaistub import completion, openai_stub
+
+TINY = TrainConfig(base_model="", rank=8, alpha=16, max_steps=2, batch_size=4, max_length=384)
+
+
+def run(settings: Settings, name: str, tmp: Path, **options: Any) -> tuple[Any, list[str]]:
+    said: list[str] = []
+    opts = DistillOptions(
+        run_dir=tmp / "run", out_dir=tmp / "adapters" / name, train=TINY, eval_concurrency=8,
+        **options,
+    )  # fmt: skip
+    result = Pipeline(settings, find_specialist(name, settings), opts, say=said.append).run()
+    return result, said
+
+
+@pytest.mark.slow
+def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    settings = vllm_server.settings
+    result, said = run(settings, "sql", tmp_path, teacher="reference", examples=24,
+                       test_examples=6)  # fmt: skip
+    out = tmp_path / "adapters" / "sql"
+    assert result.packaged and result.out_dir == out
+    assert result.split == {"train": 23, "validation": 1, "test": 6, "extra_train": 0}
+    # The folder: weights, manifest with the version bumped, training config, eval report.
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "eval.json", "eval.md",
+        "specialist.yaml", "training.json",
+    ]  # fmt: skip
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == UPSTREAM_ID and config["r"] == 8
+    dtypes = {t["dtype"] for k, t in safetensors_header(out / "adapter_model.safetensors").items()
+              if k != "__metadata__"}  # fmt: skip
+    assert dtypes == {"BF16"}
+    manifest = load_manifest(out)
+    assert manifest.version == "0.2.0" and manifest.few_shot == []
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["metric"] == "execution_accuracy"
+    for model in ("student", "base_zero_shot", "base_few_shot"):
+        report = evaluation[model]
+        assert 0.0 <= report["score"] <= 1.0 and report["examples"] == 6
+        assert report["latency_ms_p50"] > 0 and 0.0 <= report["json_validity"] <= 1.0
+    assert "| execution_accuracy (score) |" in (out / "eval.md").read_text()
+    training = json.loads((out / "training.json").read_text())
+    assert training["config"]["max_steps"] == 2 and training["result"]["steps"] == 2
+    # The registry would serve it.
+    spec = validate_adapter_folder(out, settings)
+    assert spec.has_weights
+
+    # A re-run does nothing again; a new learning rate re-trains without relabelling.
+    _, again = run(settings, "sql", tmp_path, teacher="reference", examples=24, test_examples=6)
+    assert [line for line in again if line.endswith(": cached")] == [
+        "inputs: cached", "labels: cached", "split: cached", "train: cached", "evaluate: cached",
+    ]  # fmt: skip
+    assert any("already holds these weights" in line for line in again)
+    said.clear()
+    opts = DistillOptions(teacher="reference", examples=24, test_examples=6,
+                          run_dir=tmp_path / "run", out_dir=out,
+                          train=replace(TINY, learning_rate=1e-4))  # fmt: skip
+    Pipeline(settings, find_specialist("sql", settings), opts, say=said.append).run()
+    assert "labels: cached" in said and "train: cached" not in said
+
+
+@pytest.mark.slow
+def test_teacher_endpoint_labels_raw_inputs_and_drops_invalid_replies(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    inputs = [Example({"text": f"Ana Lima visited Porto on day {i}."}) for i in range(11)]
+    inputs.append(Example({"text": "This one the teacher botches."}))
+    data = tmp_path / "inputs.jsonl"
+    write_examples(data, inputs)
+
+    def teacher(body: dict[str, Any]) -> tuple[int, Any]:
+        text = json.loads(body["messages"][-1]["content"])["text"]
+        if "botches" in text:
+            return 200, completion("not json at all")
+        gold = [{"text": "Ana Lima", "type": "PERSON"}, {"text": "Porto", "type": "LOCATION"}]
+        return 200, completion(json.dumps({"entities": gold}))
+
+    with openai_stub(teacher, free_port()) as stub:
+        settings = vllm_server.settings.model_copy(
+            update={
+                "teacher_url": stub.url,
+                "teacher_model": "frontier",
+                "teacher_cache": tmp_path / "cache.sqlite",
+            }
+        )
+        result, _ = run(settings, "entities", tmp_path, teacher="endpoint", data=data)
+        asked = len(stub.requests)
+        labels = result.labels
+        assert labels["labelled"] == 11 and labels["invalid"] == 1 and labels["calls"] == 12
+        assert labels["cost_usd"] > 0
+        assert result.split["train"] + result.split["validation"] + result.split["test"] == 11
+        # Asked with the full prompt (few-shot included) and a strict schema.
+        assert stub.requests[0]["response_format"]["json_schema"]["strict"] is True
+        # A fresh run dir re-labels from the teacher cache: nothing is paid twice.
+        run(settings, "entities", tmp_path / "again", teacher="endpoint", data=data)
+        assert len(stub.requests) == asked
+
+
+def test_unknown_specialist_and_missing_teacher_are_clear(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters")
+    with pytest.raises(UnknownSpecialist, match="not built in"):
+        find_specialist("nope", settings)
+    spec = find_specialist("sql", settings)
+    with pytest.raises(ConfigurationError, match="unknown teacher"):
+        Pipeline(settings, spec, DistillOptions(teacher="gpt"), say=print)
+    custom = tmp_path / "adapters" / "notes"
+    custom.mkdir(parents=True)
+    manifest = {**spec.manifest, "name": "notes"}
+    (custom / "specialist.yaml").write_text(yaml.safe_dump(manifest))
+    notes = find_specialist("notes", settings)
+    assert notes.metric == "exact_match" and notes.generate is None
+    with pytest.raises(ConfigurationError, match="no built-in generator"):
+        Pipeline(settings, notes, DistillOptions(teacher="reference"), say=print)
+
+
+def test_version_bump() -> None:
+    assert bump_version("0.1.0") == "0.2.0"
+    assert bump_version("1") == "1.1.0"
+    assert bump_version("2.9.3") == "2.10.0"
