@@ -23,9 +23,11 @@ import jsonschema
 from redis.asyncio import Redis
 
 from specialists.builtin import BUILTINS
+from specialists.cascade import Cascade, Policy, confidence
 from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.costs import all_teacher_cost_usd, local_cost_usd
 from swarm.errors import (
     InfrastructureError,
     InvalidOutput,
@@ -36,6 +38,7 @@ from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import ModelClient
 from swarm.prompting import render_messages
 from swarm.settings import Settings
+from swarm.teacher import LabelCache, Teacher, cache_path
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,10 @@ class StepOutcome:
     error: str | None = None
     attempts: int = 0
     tokens: TokenUsage | None = None
+    escalated: bool = False
+    escalation_reason: str | None = None
+    cost_usd: float = 0.0
+    all_teacher_cost_usd: float = 0.0
 
 
 class Worker:
@@ -86,6 +93,7 @@ class Worker:
         base_model: str,
         max_output_retries: int = 2,
         catalog_poll_s: float = 2.0,
+        cascade: Cascade | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -94,6 +102,7 @@ class Worker:
         self.base_model = base_model
         self.max_output_retries = max_output_retries
         self.catalog_poll_s = catalog_poll_s
+        self.cascade = cascade
         self.bus = Bus(redis, settings=settings)
         self.catalog = CatalogCache(redis)
         self._consumer: Consumer | None = None
@@ -146,6 +155,7 @@ class Worker:
             outcome = StepOutcome(error="canceled")
         else:
             outcome = await self._run_cancellable(message.task_id, record, request)
+            outcome = await self._cascade(message.task_id, record, request, outcome)
         result = StepResult(
             step_id=step.id,
             specialist=step.specialist,
@@ -157,6 +167,10 @@ class Worker:
             adapter=record.lora_name if record else None,
             adapter_version=record.version if record else None,
             attempts=outcome.attempts,
+            escalated=outcome.escalated,
+            escalation_reason=outcome.escalation_reason,
+            cost_usd=round(outcome.cost_usd, 8),
+            all_teacher_cost_usd=round(outcome.all_teacher_cost_usd, 8),
         )
         reply = Envelope(
             id=result_id(message.task_id, step.id, message.attempt),
@@ -196,7 +210,11 @@ class Worker:
         step_input = request.input or _as_input(request.task_input)
         messages = render_messages(manifest, step_input)
         model = record.lora_name or self.base_model
+        policy = Policy.of(manifest)
         outcome = StepOutcome(tokens=TokenUsage())
+        outcome.escalation_reason = policy.before(step_input)
+        if outcome.escalation_reason is not None:
+            return outcome  # straight to the teacher: the student never saw this kind of input
         prompt_tokens = completion_tokens = 0
         for attempt in range(1, self.max_output_retries + 2):
             outcome.attempts = attempt
@@ -210,6 +228,7 @@ class Worker:
                     output_schema=record.output_schema,
                     temperature=temperature,
                     max_tokens=int(decoding.get("max_tokens", 256)),
+                    logprobs=policy.min_confidence is not None,
                     timeout_s=_remaining(request.deadline),
                 )
             except (InvalidOutput, ModelBehaviorError) as exc:
@@ -229,8 +248,59 @@ class Worker:
             problem = validate_output(record, step_input, completion.json)
             if problem is None:
                 outcome.output, outcome.valid, outcome.error = completion.json, True, None
+                outcome.escalation_reason = policy.after_valid(confidence(completion.logprobs))
                 return outcome
             outcome.error = f"invalid output after {attempt} attempt(s): {problem}"
+        invalid = (outcome.error or "").startswith("invalid output")
+        if not outcome.valid and policy.on_invalid_output and invalid:
+            outcome.escalation_reason = outcome.error
+        return outcome
+
+    async def _cascade(
+        self, task_id: str, record: SpecialistRecord, request: StepRequest, outcome: StepOutcome
+    ) -> StepOutcome:
+        """Price the step, and hand it to the teacher when the student's outcome asks for it."""
+        tokens = outcome.tokens or TokenUsage()
+        outcome.cost_usd = local_cost_usd(self.settings, tokens.prompt, tokens.completion)
+        outcome.all_teacher_cost_usd = all_teacher_cost_usd(
+            self.settings, tokens.prompt, tokens.completion
+        )
+        reason = outcome.escalation_reason
+        if reason is None or outcome.error in ("canceled", "deadline exceeded"):
+            outcome.escalation_reason = None
+            return outcome
+        if self.cascade is None or self.cascade.teacher is None:
+            outcome.escalation_reason = None
+            if not outcome.valid:
+                outcome.error = (
+                    f"{outcome.error or reason}; no teacher configured (SWARM_TEACHER_URL), "
+                    "so the step was not escalated"
+                )
+            return outcome
+        step_input = request.input or _as_input(request.task_input)
+        answer = await self.cascade.escalate(
+            record.manifest or {},
+            step_input,
+            reason=reason,
+            deadline=request.deadline,
+            task_id=task_id,
+            step_id=request.step.id,
+            student_output=outcome.output,
+            check=lambda i, o: validate_output(record, i, o),
+        )
+        outcome.cost_usd += answer.cost_usd
+        if answer.prompt_tokens or answer.completion_tokens:
+            outcome.all_teacher_cost_usd = all_teacher_cost_usd(
+                self.settings, answer.prompt_tokens, answer.completion_tokens
+            )
+        if answer.output is not None:
+            outcome.output, outcome.valid, outcome.error = answer.output, True, None
+            outcome.escalated = True
+        elif outcome.valid:
+            # A sure-enough answer from the teacher never came; the student's valid one stands.
+            outcome.escalation_reason = f"not escalated: {answer.error}"
+        else:
+            outcome.error = answer.error
         return outcome
 
 
@@ -257,8 +327,18 @@ async def run_worker(settings: Settings, specialists: Sequence[str] | None = Non
 
     redis = await connect(settings.redis_url)
     client = ModelClient(settings)
+    teacher = (
+        Teacher.from_settings(settings, cache=LabelCache(cache_path(settings)))
+        if settings.teacher_url
+        else None
+    )
     worker = Worker(
-        redis, settings, client, specialists=specialists, base_model=served_base_name(settings)
+        redis,
+        settings,
+        client,
+        specialists=specialists,
+        base_model=served_base_name(settings),
+        cascade=Cascade(redis, settings, teacher),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -267,4 +347,6 @@ async def run_worker(settings: Settings, specialists: Sequence[str] | None = Non
         await worker.run()
     finally:
         await client.aclose()
+        if teacher is not None:
+            await teacher.aclose()
         await redis.aclose()

@@ -92,6 +92,9 @@ class StepResult(WireModel):
     escalated: bool = False
     escalation_reason: str | None = None
     cost_usd: float = 0.0
+    all_teacher_cost_usd: float = Field(
+        0.0, description="What the teacher would have charged for this step (an estimate)."
+    )
 
 
 TaskState = Literal["submitted", "working", "completed", "failed", "canceled", "rejected"]

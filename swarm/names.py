@@ -95,3 +95,9 @@ def canceled_key(task_id: str) -> str:
 
 DEADLINES_KEY = f"{PREFIX}:deadlines"
 """Sorted set: task id scored by its deadline (epoch seconds), swept by orchestrators."""
+
+
+# Cascade
+def escalations_stream(specialist: str) -> str:
+    """Stream of a specialist's escalations (input, teacher output, reason), for retraining."""
+    return f"{PREFIX}:escalations:{specialist}"

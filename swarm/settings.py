@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     teacher_concurrency: int = Field(8, description="Teacher requests in flight at once.")
     teacher_retries: int = Field(4, description="Teacher retries on 429, 5xx and timeouts.")
     teacher_timeout_s: float = Field(60.0, description="Timeout of one teacher request.")
+    escalation_retention: int = Field(
+        10_000, description="Escalations kept per specialist for retraining (stream length)."
+    )
+    local_gpu_usd_per_hour: float = Field(
+        2.0, description="Price of one GPU-hour serving the local model (for cost accounting)."
+    )
+    local_tokens_per_s: float = Field(
+        2000.0, description="Measured vLLM throughput in tokens/s (bench/serving.py tells)."
+    )
     teacher_cache: Path | None = Field(
         None,
         description="Teacher reply cache (SQLite); default $SWARM_HOME/teacher-cache.sqlite.",

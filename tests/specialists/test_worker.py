@@ -21,38 +21,12 @@ from swarm.settings import Settings
 from adapterfactory import register_builtins
 from conftest import VllmServer, free_port
 from openaistub import completion, openai_stub
+from stepdriver import run_step
 
 SQL_INPUT = {
     "question": "How many orders are there?",
     "schema": "CREATE TABLE orders (id INTEGER, total REAL);",
 }
-
-
-async def run_step(
-    redis: Redis, settings: Settings, specialist: str, step_input: dict[str, Any], task: str = "t1"
-) -> StepResult:
-    """Publish one step request, run a worker until its result appears, return the result."""
-    async with ModelClient(settings, retries=0) as client:
-        worker = Worker(redis, settings, client, specialists=[specialist], base_model="base")
-        runner = asyncio.create_task(worker.run())
-        request = StepRequest(
-            step=StepSpec(id="s1", specialist=specialist), input=step_input, task_input=step_input
-        )
-        await Bus(redis, settings=settings).publish(
-            names.steps_stream(specialist), envelope(task, request)
-        )
-        try:
-            for _ in range(1200):
-                entries = await redis.xrange(names.RESULTS_STREAM)
-                if entries:
-                    body = Envelope.decode(entries[0][1][PAYLOAD_FIELD.encode()]).body
-                    assert isinstance(body, StepResult)
-                    return body
-                await asyncio.sleep(0.1)
-            raise AssertionError("no step result")
-        finally:
-            worker.stop()
-            await runner
 
 
 def replies(*contents: str) -> list[Callable[[dict[str, Any]], tuple[int, Any]]]:
@@ -87,7 +61,10 @@ async def test_output_that_stays_invalid_fails_the_step_after_bounded_retries(
         result = await run_step(redis, settings, "sql", SQL_INPUT)
     assert not result.valid and result.output is None
     assert result.attempts == 3 and len(stub.requests) == 3
-    assert result.error == "invalid output after 3 attempt(s): expected a SELECT query, got DELETE"
+    assert result.error == (
+        "invalid output after 3 attempt(s): expected a SELECT query, got DELETE; "
+        "no teacher configured (SWARM_TEACHER_URL), so the step was not escalated"
+    )
 
 
 async def test_an_unregistered_specialist_fails_the_step(

@@ -1,0 +1,180 @@
+"""The cascade: a step goes to the teacher only when its specialist is unsure.
+
+The manifest's ``escalation`` block says when:
+
+- ``max_input_chars``: the input is longer than the student was trained on (checked first, so
+  the student is not even asked);
+- ``min_confidence``: the student's answer is valid but its confidence, the geometric mean of
+  its token probabilities under constrained decoding, is below the threshold
+  (``swarm calibrate`` picks it);
+- ``on_invalid_output``: the student's output stays invalid after the bounded retries.
+
+The teacher answers with the same output schema and the same checks. Every escalation, with the
+input and the teacher's output, goes to a bounded Redis stream per specialist, the flywheel that
+``swarm distill --from-escalations`` retrains on. With no teacher configured nothing escalates;
+the step fails with the student's reason and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from swarm import names
+from swarm.dataset import Example
+from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
+from swarm.messages import utcnow
+from swarm.prompting import render_messages
+from swarm.settings import Settings
+from swarm.teacher import Teacher
+
+
+def confidence(logprobs: Sequence[float] | None) -> float | None:
+    """Geometric-mean token probability of an answer; None when no logprobs came back."""
+    if not logprobs:
+        return None
+    return math.exp(sum(logprobs) / len(logprobs))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A specialist's escalation rules, read from its manifest."""
+
+    on_invalid_output: bool = True
+    min_confidence: float | None = None
+    max_input_chars: int | None = None
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> Policy:
+        rules = manifest.get("escalation") or {}
+        return cls(
+            on_invalid_output=bool(rules.get("on_invalid_output", True)),
+            min_confidence=rules.get("min_confidence"),
+            max_input_chars=rules.get("max_input_chars"),
+        )
+
+    def before(self, step_input: dict[str, Any]) -> str | None:
+        """Why the input goes straight to the teacher, if it does."""
+        if self.max_input_chars is None:
+            return None
+        size = sum(
+            len(v) if isinstance(v, str) else len(json.dumps(v, ensure_ascii=False))
+            for v in step_input.values()
+        )
+        if size > self.max_input_chars:
+            return f"input is {size} characters, over max_input_chars={self.max_input_chars}"
+        return None
+
+    def after_valid(self, score: float | None) -> str | None:
+        """Why a valid student answer still goes to the teacher, if it does."""
+        if self.min_confidence is None or score is None or score >= self.min_confidence:
+            return None
+        return f"confidence {score:.3f} below min_confidence={self.min_confidence}"
+
+
+@dataclass(frozen=True)
+class Escalated:
+    """The teacher's answer to an escalated step, or why there is none."""
+
+    output: dict[str, Any] | None
+    error: str | None
+    cost_usd: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Cascade:
+    """Escalates steps to the teacher and records each escalation for retraining."""
+
+    def __init__(self, redis: Redis, settings: Settings, teacher: Teacher | None) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.teacher = teacher
+
+    async def escalate(
+        self,
+        manifest: dict[str, Any],
+        step_input: dict[str, Any],
+        *,
+        reason: str,
+        deadline: datetime | None,
+        task_id: str,
+        step_id: str,
+        student_output: Any = None,
+        check: Any = None,
+    ) -> Escalated:
+        """Ask the teacher (with retries, within the deadline) and keep the escalation."""
+        if self.teacher is None:
+            return Escalated(
+                None, f"{reason}; no teacher configured (SWARM_TEACHER_URL), so not escalated", 0.0
+            )
+        # The teacher sees the full prompt, few-shot examples included: its best shot.
+        messages = render_messages(manifest, step_input)
+        remaining = None if deadline is None else (deadline - utcnow()).total_seconds()
+        before = self.teacher.stats.cost_usd
+        try:
+            label = await self.teacher.label(
+                messages,
+                dict(manifest.get("output_schema") or {}),
+                max_tokens=int((manifest.get("decoding") or {}).get("max_tokens", 1024)),
+                deadline=None if remaining is None else time.monotonic() + remaining,
+            )
+        except InvalidOutput as exc:
+            return Escalated(None, f"{reason}; the teacher's answer was invalid too: {exc}",
+                             self.teacher.stats.cost_usd - before)  # fmt: skip
+        except (ModelUnavailable, ConfigurationError) as exc:
+            return Escalated(None, f"{reason}; escalation failed: {exc}", 0.0)
+        problem = check(step_input, label.output) if check is not None else None
+        if problem is not None:
+            return Escalated(None, f"{reason}; the teacher's answer failed the checks: {problem}",
+                             label.cost_usd)  # fmt: skip
+        await self.record(manifest, step_input, label.output, reason, task_id, step_id,
+                          student_output)  # fmt: skip
+        return Escalated(
+            label.output, None, label.cost_usd, label.prompt_tokens, label.completion_tokens
+        )
+
+    async def record(
+        self,
+        manifest: dict[str, Any],
+        step_input: dict[str, Any],
+        output: dict[str, Any],
+        reason: str,
+        task_id: str,
+        step_id: str,
+        student_output: Any,
+    ) -> None:
+        entry = {
+            "input": step_input,
+            "output": output,
+            "reason": reason,
+            "student_output": student_output,
+            "task_id": task_id,
+            "step_id": step_id,
+            "specialist_version": manifest.get("version"),
+            "at": utcnow().isoformat(),
+        }
+        await self.redis.xadd(
+            names.escalations_stream(str(manifest.get("name"))),
+            {"data": json.dumps(entry, ensure_ascii=False)},
+            maxlen=self.settings.escalation_retention,
+            approximate=True,
+        )
+
+
+async def read_escalations(redis: Redis, specialist: str) -> list[Example]:
+    """Every kept escalation of ``specialist`` as a labelled example, oldest first."""
+    examples = []
+    entries: Any = await redis.xrange(names.escalations_stream(specialist))
+    for _id, fields in entries or []:
+        entry = json.loads(fields.get(b"data") or fields.get("data"))
+        meta = {k: entry[k] for k in ("reason", "task_id", "step_id", "at") if k in entry}
+        examples.append(Example(entry["input"], entry["output"], {"escalation": meta}))
+    return examples
