@@ -18,9 +18,7 @@ the step fails with the student's reason and says so.
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm import names
+from swarm.calibration import confidence
 from swarm.dataset import Example
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
 from swarm.messages import utcnow
@@ -35,12 +34,7 @@ from swarm.prompting import render_messages
 from swarm.settings import Settings
 from swarm.teacher import Teacher
 
-
-def confidence(logprobs: Sequence[float] | None) -> float | None:
-    """Geometric-mean token probability of an answer; None when no logprobs came back."""
-    if not logprobs:
-        return None
-    return math.exp(sum(logprobs) / len(logprobs))
+__all__ = ["Cascade", "Escalated", "Policy", "confidence", "read_escalations"]
 
 
 @dataclass(frozen=True)

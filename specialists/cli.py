@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -60,6 +61,12 @@ def distill(
     run_dir: Path | None = typer.Option(
         None, "--run-dir", help="Stage outputs and cache; default $SWARM_HOME/distill/<name>."
     ),
+    from_escalations: bool = typer.Option(
+        False,
+        "--from-escalations",
+        help="Add the escalations kept in Redis (inputs with the teacher's answers) to training; "
+        "the new version is packaged only if it scores at least as well as the current one.",
+    ),
 ) -> None:
     """Distil a specialist: inputs -> teacher labels -> LoRA -> evaluation -> adapter folder.
 
@@ -72,6 +79,11 @@ def distill(
     settings = get_settings()
     logging.basicConfig(level="WARNING", stream=sys.stderr)
     spec = find_specialist(specialist, settings)
+    extra = asyncio.run(_escalations(settings, specialist)) if from_escalations else []
+    if from_escalations:
+        if not extra:
+            raise InvalidData(f"no escalations of {specialist!r} are kept in Redis to train on")
+        typer.echo(f"escalations: {len(extra)} added to training")
     options = DistillOptions(
         teacher=teacher,
         data=data,
@@ -91,6 +103,7 @@ def distill(
         ),
         out_dir=out,
         run_dir=run_dir,
+        extra_train=extra,
     )
     result = Pipeline(settings, spec, options, say=typer.echo).run()
     student = result.evaluation["student"]
@@ -154,3 +167,118 @@ def evaluate(
         )
     typer.echo(markdown_table(reports))
     typer.echo(json.dumps({name: report.to_json() for name, report in reports.items()}))
+
+
+def calibrate(
+    specialist: str = typer.Argument(..., help="Built-in (sql, pii, entities) or adapters/<name>."),
+    data: Path = typer.Option(..., "--data", help="Labelled JSONL: {input, output[, meta]}."),
+    target_quality: float = typer.Option(
+        ..., "--target-quality", "-q", help="Cascade quality to keep, in the metric's units."
+    ),
+    adapter: Path | None = typer.Option(
+        None, "--adapter", help="Adapter folder; default adapters/<name> (base if no weights)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write the plot; default $SWARM_HOME/calibration/<name>."
+    ),
+    write: bool = typer.Option(
+        False, "--write", help="Set escalation.min_confidence in the adapter's specialist.yaml."
+    ),
+) -> None:
+    """Pick the confidence threshold that keeps quality >= Q while escalating the least."""
+    import json
+
+    import yaml
+
+    from specialists.distillation import find_specialist
+    from specialists.manifest import MANIFEST_FILE, load_manifest
+    from swarm.basemodel import served_base_name
+    from swarm.calibration import calibrate as sweep_threshold
+    from swarm.calibration import plot, report, table
+    from swarm.dataset import read_examples
+    from swarm.distill import model_server
+    from swarm.modelclient import ModelClient
+
+    settings = get_settings()
+    spec = find_specialist(specialist, settings)
+    examples = [e for e in read_examples(data) if e.output is not None]
+    if not examples:
+        raise InvalidData(f"{data} has no labelled examples ('output') to calibrate on")
+    folder = adapter or settings.adapters_dir / specialist
+    has_weights = (folder / "adapter_config.json").is_file()
+    if adapter is not None and not has_weights:
+        raise InvalidAdapter(adapter.name, f"{adapter} has no adapter_config.json")
+    manifest = (
+        load_manifest(folder).model_dump(mode="json", exclude_none=True)
+        if (folder / MANIFEST_FILE).is_file()
+        else spec.manifest
+    )
+
+    async def run(url: str) -> Any:
+        async with ModelClient(settings, base_url=url, timeout_s=1800) as client:
+            model = served_base_name(settings)
+            if has_weights:
+                model = "swarm-calibrate"
+                await client.load_adapter(model, str(folder.resolve()))
+            try:
+                return await sweep_threshold(
+                    client, model, manifest, examples, spec.scorer, target_quality=target_quality
+                )
+            finally:
+                if has_weights:
+                    await client.unload_adapter(model)
+
+    with model_server(settings, typer.echo) as url:
+        result = asyncio.run(run(url))
+    where = out or settings.home / "calibration" / specialist
+    png = plot(result.points, result.chosen, target_quality, where / "calibration.png")
+    document = {"specialist": specialist, "metric": spec.metric, "examples": result.examples,
+                "student_quality": result.student_quality,
+                **report(result.points, result.chosen, target_quality)}  # fmt: skip
+    (where / "calibration.json").write_text(json.dumps(document, indent=2) + "\n")
+    typer.echo(table(result.points, result.chosen))
+    typer.echo(f"plot: {png}")
+    if result.chosen is None:
+        raise InvalidData(f"even sending everything to the teacher misses quality {target_quality}")
+    chosen = result.chosen
+    typer.echo(
+        f"min_confidence {chosen.threshold:.4f}: escalates {chosen.escalation_rate:.1%} of steps, "
+        f"quality {chosen.quality:.3f} (student alone {result.student_quality:.3f})"
+    )
+    if write:
+        path = folder / MANIFEST_FILE
+        document_yaml = yaml.safe_load(path.read_text())
+        document_yaml.setdefault("escalation", {})["min_confidence"] = round(chosen.threshold, 4)
+        path.write_text(yaml.safe_dump(document_yaml, sort_keys=False, allow_unicode=True))
+        typer.echo(f"wrote escalation.min_confidence to {path}")
+    typer.echo(json.dumps(document["chosen"]))
+
+
+async def _escalations(settings: Any, specialist: str) -> list[Any]:
+    from specialists.cascade import read_escalations
+    from swarm.bus import connect
+
+    redis = await connect(settings.redis_url)
+    try:
+        return await read_escalations(redis, specialist)
+    finally:
+        await redis.aclose()
+
+
+def escalations(
+    specialist: str = typer.Argument(..., help="Whose escalations to export."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="JSONL file; default stdout."),
+) -> None:
+    """Export a specialist's kept escalations (input + teacher output) as labelled JSONL."""
+    import json
+
+    from swarm.dataset import write_examples
+
+    settings = get_settings()
+    examples = asyncio.run(_escalations(settings, specialist))
+    if out is not None:
+        write_examples(out, examples)
+        typer.echo(f"{len(examples)} escalations written to {out}", err=True)
+        return
+    for example in examples:
+        typer.echo(json.dumps(example.to_json(), ensure_ascii=False))

@@ -281,7 +281,10 @@ class Pipeline:
         return key, training
 
     def _evaluate(self, upstream: str) -> tuple[str, dict[str, Any]]:
-        key = _key("evaluate", upstream)
+        current = self._current_adapter()
+        key = _key(
+            "evaluate", upstream, _file_digest(current / ADAPTER_FILES[1]) if current else ""
+        )
         with self._stage("evaluate", key) as done:
             if done:
                 return key, _read_json(self.run_dir / "eval.json")
@@ -302,14 +305,31 @@ class Pipeline:
             "base_zero_shot": (base, s.student_manifest()),
             "base_few_shot": (base, s.manifest),
         }
+        adapters = {lora: self.run_dir / "adapter"}
+        current = self._current_adapter()
+        if current is not None:
+            # The version being replaced, on the same test set: a new one must do as well.
+            manifest = yaml.safe_load((current / "specialist.yaml").read_text()) or {}
+            runs["current"] = (f"{lora}-current", {**s.student_manifest(), **manifest})
+            adapters[f"{lora}-current"] = current
         return await evaluate_models(
-            self.settings, url, s, test, runs, adapters={lora: self.run_dir / "adapter"},
+            self.settings, url, s, test, runs, adapters=adapters,
             concurrency=self.options.eval_concurrency,
         )  # fmt: skip
 
+    def _current_adapter(self) -> Path | None:
+        """The packaged adapter this run would replace, when it holds other weights."""
+        folder = self.out_dir
+        if not all((folder / f).is_file() for f in (*ADAPTER_FILES, "specialist.yaml")):
+            return None
+        new = self.run_dir / "adapter" / ADAPTER_FILES[1]
+        if new.is_file() and new.read_bytes() == (folder / ADAPTER_FILES[1]).read_bytes():
+            return None
+        return folder
+
     def _package(self, upstream: str, evaluation: dict[str, Any]) -> bool:
         student = evaluation["student"]["score"]
-        current = _current_score(self.out_dir)
+        current = (evaluation.get("current") or {}).get("score")
         if current is not None and student < current:
             self.say(
                 f"package: not packaged; the new student scores {student:.3f}, below the "
@@ -447,14 +467,6 @@ def bump_version(version: str) -> str:
 def _current_version(folder: Path) -> str | None:
     with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
         return str(yaml.safe_load((folder / "specialist.yaml").read_text())["version"])
-    return None
-
-
-def _current_score(folder: Path) -> float | None:
-    if not (folder / ADAPTER_FILES[1]).exists():
-        return None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return float(_read_json(folder / "eval.json")["student"]["score"])
     return None
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from swarm.calibration import confidence
 from swarm.dataset import Example
 from swarm.errors import InvalidOutput
 from swarm.modelclient import ModelClient
@@ -66,12 +67,17 @@ async def predict(
     *,
     concurrency: int = 8,
     on_done: Callable[[], None] | None = None,
+    confidences: list[float | None] | None = None,
 ) -> tuple[list[Prediction], list[float]]:
-    """The parsed output (None where invalid) and latency in ms of each example, in order."""
+    """The parsed output (None where invalid) and latency in ms of each example, in order.
+
+    Pass a list as ``confidences`` to have it filled with each answer's confidence (from token
+    logprobs; None where the output was invalid).
+    """
     decoding = manifest.get("decoding") or {}
     slots = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(example: Example) -> tuple[Prediction, float]:
+    async def one(example: Example) -> tuple[Prediction, float, float | None]:
         async with slots:
             try:
                 completion = await client.chat(
@@ -80,16 +86,20 @@ async def predict(
                     output_schema=manifest["output_schema"],
                     temperature=float(decoding.get("temperature", 0.0)),
                     max_tokens=int(decoding.get("max_tokens", 256)),
+                    logprobs=confidences is not None,
                 )
             except InvalidOutput:
-                return None, 0.0
+                return None, 0.0, None
             finally:
                 if on_done is not None:
                     on_done()
-        output = completion.json
-        return (output if isinstance(output, dict) else None), completion.latency_ms
+        output = completion.json if isinstance(completion.json, dict) else None
+        sure = confidence(completion.logprobs) if output is not None else None
+        return output, completion.latency_ms, sure
 
     results = await asyncio.gather(*(one(e) for e in examples))
+    if confidences is not None:
+        confidences[:] = [r[2] for r in results]
     return [r[0] for r in results], [r[1] for r in results]
 
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from redis.asyncio import Redis
 
+from specialists.builtin import sqldata
+from specialists.cascade import Cascade, read_escalations
 from specialists.distillation import find_specialist
 from specialists.manifest import load_manifest
 from specialists.registry import safetensors_header, validate_adapter_folder
+from swarm import names
 from swarm.basemodel import UPSTREAM_ID
-from swarm.dataset import Example, write_examples
+from swarm.dataset import Example, read_examples, write_examples
 from swarm.distill import DistillOptions, Pipeline, bump_version
 from swarm.errors import ConfigurationError, UnknownSpecialist
 from swarm.settings import Settings
@@ -22,6 +30,7 @@ from swarm.training import TrainConfig
 
 from conftest import VllmServer, free_port
 from openaistub import completion, openai_stub
+from redisfixture import TEST_REDIS_URL
 
 TINY = TrainConfig(base_model="", rank=8, alpha=16, max_steps=2, batch_size=4, max_length=384)
 
@@ -83,6 +92,68 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
                           train=replace(TINY, learning_rate=1e-4))  # fmt: skip
     Pipeline(settings, find_specialist("sql", settings), opts, say=said.append).run()
     assert "labels: cached" in said and "train: cached" not in said
+
+    # The flywheel: escalations kept in Redis, exported, and retrained on with the old data.
+    settings = settings.model_copy(update={"redis_url": TEST_REDIS_URL})
+    escalated = sqldata.generate(3, seed=11)
+    asyncio.run(keep_escalations(settings, escalated))
+    exported = tmp_path / "escalations.jsonl"
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("swarm")), "escalations", "sql", "-o", str(exported)],
+        env={**os.environ, "SWARM_REDIS_URL": TEST_REDIS_URL},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert [e.input for e in read_examples(exported)] == [e.input for e in escalated]
+    extra = asyncio.run(escalations_of(settings))
+    opts = replace(opts, extra_train=extra, train=replace(TINY, seed=1))
+    result = Pipeline(settings, find_specialist("sql", settings), opts, say=said.append).run()
+    assert result.split["extra_train"] == 3
+    new, current = result.evaluation["student"]["score"], result.evaluation["current"]["score"]
+    assert result.packaged == (new >= current)
+
+
+async def keep_escalations(settings: Settings, examples: list[Example]) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    await redis.delete(names.escalations_stream("sql"))
+    cascade = Cascade(redis, settings, None)
+    manifest = find_specialist("sql", settings).manifest
+    for e in examples:
+        assert e.output is not None
+        await cascade.record(manifest, e.input, e.output, "invalid output", "t", "s", None)
+    await redis.aclose()
+
+
+async def escalations_of(settings: Settings) -> list[Example]:
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        return await read_escalations(redis, "sql")
+    finally:
+        await redis.aclose()
+
+
+def test_a_worse_version_is_not_packaged(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters")
+    out = tmp_path / "adapters" / "sql"
+    out.mkdir(parents=True)
+    (out / "specialist.yaml").write_text("old")
+    said: list[str] = []
+    pipeline = Pipeline(
+        settings,
+        find_specialist("sql", settings),
+        DistillOptions(teacher="reference", out_dir=out, run_dir=tmp_path / "run"),
+        say=said.append,
+    )
+    evaluation = {"metric": "execution_accuracy", "student": {"score": 0.4},
+                  "current": {"score": 0.5}}  # fmt: skip
+    assert pipeline._package("key", evaluation) is False
+    assert (out / "specialist.yaml").read_text() == "old"
+    assert said == [
+        f"package: not packaged; the new student scores 0.400, below the current version's "
+        f"0.500 in {out}"
+    ]
 
 
 @pytest.mark.slow
