@@ -328,6 +328,7 @@ class Orchestrator:
             step.escalated = result.escalated
             step.escalation_reason = result.escalation_reason
             step.cost_usd = result.cost_usd
+            step.all_teacher_cost_usd = result.all_teacher_cost_usd
             step.finished_at = utcnow()
             detail = {"specialist": step.specialist, "latency_ms": result.latency_ms}
             if not result.valid:

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from specialists.builtin import BUILTINS
 from specialists.cascade import Cascade, Policy, confidence
 from swarm import names
+from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
 from swarm.costs import all_teacher_cost_usd, local_cost_usd
@@ -181,6 +182,7 @@ class Worker:
             body=result,
         )
         await self.bus.publish(names.RESULTS_STREAM, reply)
+        await record_step(self.redis, message.task_id, result)
 
     async def _run_cancellable(
         self, task_id: str, record: SpecialistRecord, request: StepRequest

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
-from swarm.errors import SwarmError
+from swarm.errors import ConfigurationError, SwarmError
 from swarm.settings import get_settings
 
 app = typer.Typer(
@@ -141,6 +141,50 @@ def up() -> None:
 
     settings = get_settings()
     run_stack(settings, echo=typer.echo)
+
+
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str) -> float:
+    """``90s``, ``15m``, ``24h`` or ``7d`` in seconds; a ConfigurationError otherwise."""
+    unit = text[-1:].lower()
+    try:
+        value = float(text[:-1]) if unit in WINDOW_UNITS else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ConfigurationError(f"--since {text!r}: use a number with s, m, h or d, e.g. 24h")
+    return value * WINDOW_UNITS[unit]
+
+
+@app.command()
+def report(
+    since: str = typer.Option("24h", "--since", help="Window: e.g. 30m, 24h, 7d."),
+) -> None:
+    """Summarise a time window: tasks, escalation rate per specialist, cost saved, latency.
+
+    The last line is the same report as JSON.
+    """
+    import json
+
+    from swarm.accounting import render
+    from swarm.accounting import report as summarise
+    from swarm.bus import connect
+
+    settings = get_settings()
+    window = parse_window(since)
+
+    async def read() -> Any:
+        redis = await connect(settings.redis_url)
+        try:
+            return await summarise(redis, window_s=window)
+        finally:
+            await redis.aclose()
+
+    result = asyncio.run(read())
+    typer.echo(render(result))
+    typer.echo(json.dumps(result.to_json()))
 
 
 @app.command()

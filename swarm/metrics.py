@@ -48,6 +48,50 @@ STREAM_DEPTH = Gauge(
     registry=REGISTRY,
 )
 
+# Fleet-wide totals, kept in Redis by every worker (swarm.accounting) and copied in at scrape.
+SPECIALIST_STEPS = Gauge(
+    "swarm_specialist_steps", "Steps finished, per specialist.", ["specialist"], registry=REGISTRY
+)
+SPECIALIST_ESCALATIONS = Gauge(
+    "swarm_specialist_escalations",
+    "Steps answered by the teacher instead of the specialist.",
+    ["specialist"],
+    registry=REGISTRY,
+)
+SPECIALIST_FAILED = Gauge(
+    "swarm_specialist_failed_steps", "Steps that ended invalid.", ["specialist"], registry=REGISTRY
+)
+SPECIALIST_TOKENS = Gauge(
+    "swarm_specialist_tokens",
+    "Tokens the specialist's model read (prompt) and wrote (completion).",
+    ["specialist", "kind"],
+    registry=REGISTRY,
+)
+SPECIALIST_COST = Gauge(
+    "swarm_specialist_cost_usd",
+    "USD spent: local GPU time plus teacher calls.",
+    ["specialist"],
+    registry=REGISTRY,
+)
+SPECIALIST_ALL_TEACHER_COST = Gauge(
+    "swarm_specialist_all_teacher_cost_usd",
+    "USD the same steps would have cost sent to the teacher (estimate).",
+    ["specialist"],
+    registry=REGISTRY,
+)
+
+
+def export_totals(totals: dict[str, dict[str, float]]) -> None:
+    """Copy the fleet-wide totals (``swarm.accounting.totals``) into the gauges."""
+    for name, values in totals.items():
+        SPECIALIST_STEPS.labels(name).set(values.get("steps", 0))
+        SPECIALIST_ESCALATIONS.labels(name).set(values.get("escalations", 0))
+        SPECIALIST_FAILED.labels(name).set(values.get("failed", 0))
+        SPECIALIST_TOKENS.labels(name, "prompt").set(values.get("prompt_tokens", 0))
+        SPECIALIST_TOKENS.labels(name, "completion").set(values.get("completion_tokens", 0))
+        SPECIALIST_COST.labels(name).set(values.get("cost_usd", 0))
+        SPECIALIST_ALL_TEACHER_COST.labels(name).set(values.get("all_teacher_cost_usd", 0))
+
 
 def exposition() -> tuple[bytes, str]:
     """The registry in the Prometheus text format, and its content type."""

@@ -101,3 +101,9 @@ DEADLINES_KEY = f"{PREFIX}:deadlines"
 def escalations_stream(specialist: str) -> str:
     """Stream of a specialist's escalations (input, teacher output, reason), for retraining."""
     return f"{PREFIX}:escalations:{specialist}"
+
+
+ACCOUNTING_STREAM = f"{PREFIX}:stream:accounting"
+"""One entry per finished step (specialist, cost, escalation, latency), for ``swarm report``."""
+STATS_KEY = f"{PREFIX}:stats"
+"""Hash of running totals per specialist (``<name>:<field>``), exported by /metrics."""

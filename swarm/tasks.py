@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -49,11 +49,23 @@ class StepRecord(BaseModel):
     escalated: bool = False
     escalation_reason: str | None = None
     cost_usd: float = 0.0
+    all_teacher_cost_usd: float = 0.0
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
     def spec(self) -> StepSpec:
         return StepSpec(id=self.id, specialist=self.specialist, depends_on=self.depends_on)
+
+
+class TaskCost(BaseModel):
+    """A task's cost: local GPU time plus teacher calls, beside the all-teacher estimate."""
+
+    cost_usd: float
+    all_teacher_cost_usd: float
+    saved_usd: float
+    prompt_tokens: int
+    completion_tokens: int
+    escalated_steps: int
 
 
 class TaskRecord(BaseModel):
@@ -74,6 +86,29 @@ class TaskRecord(BaseModel):
     deadline: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # ``cost`` is computed from the steps; a stored or echoed copy is not an input.
+        if isinstance(data, dict) and "cost" in data:
+            data = {k: v for k, v in data.items() if k != "cost"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost(self) -> TaskCost:
+        """Totals over the steps: what the task cost, and what all-teacher would have."""
+        spent = sum(s.cost_usd for s in self.steps)
+        counterfactual = sum(s.all_teacher_cost_usd for s in self.steps)
+        return TaskCost(
+            cost_usd=round(spent, 8),
+            all_teacher_cost_usd=round(counterfactual, 8),
+            saved_usd=round(counterfactual - spent, 8),
+            prompt_tokens=sum(s.tokens.prompt for s in self.steps),
+            completion_tokens=sum(s.tokens.completion for s in self.steps),
+            escalated_steps=sum(1 for s in self.steps if s.escalated),
+        )
 
     @property
     def terminal(self) -> bool:

@@ -1,0 +1,188 @@
+"""Cost and latency accounting across every worker: what ``swarm report`` and /metrics read.
+
+Each finished step appends one entry to a bounded Redis stream (its id is the time, so a report
+over a window is one XRANGE) and bumps running totals per specialist in one hash (what /metrics
+exports). A step redelivered after a worker crash may be counted twice; the figures are
+operational estimates, not an invoice.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from swarm import names
+from swarm.messages import StepResult
+
+ACCOUNTING_MAXLEN = 200_000
+TOTAL_FIELDS = (
+    "steps",
+    "escalations",
+    "failed",
+    "cost_usd",
+    "all_teacher_cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+
+async def record_step(redis: Redis, task_id: str, result: StepResult) -> None:
+    """Account one finished step (one round trip)."""
+    entry = {
+        "task_id": task_id,
+        "specialist": result.specialist,
+        "valid": result.valid,
+        "escalated": result.escalated,
+        "latency_ms": result.latency_ms,
+        "cost_usd": result.cost_usd,
+        "all_teacher_cost_usd": result.all_teacher_cost_usd,
+        "prompt_tokens": result.tokens.prompt,
+        "completion_tokens": result.tokens.completion,
+    }
+    prefix = result.specialist
+    pipe = redis.pipeline(transaction=False)
+    pipe.xadd(
+        names.ACCOUNTING_STREAM,
+        {"data": json.dumps(entry)},
+        maxlen=ACCOUNTING_MAXLEN,
+        approximate=True,
+    )
+    pipe.hincrby(names.STATS_KEY, f"{prefix}:steps", 1)
+    pipe.hincrby(names.STATS_KEY, f"{prefix}:escalations", int(result.escalated))
+    pipe.hincrby(names.STATS_KEY, f"{prefix}:failed", int(not result.valid))
+    pipe.hincrbyfloat(names.STATS_KEY, f"{prefix}:cost_usd", result.cost_usd)
+    pipe.hincrbyfloat(
+        names.STATS_KEY, f"{prefix}:all_teacher_cost_usd", result.all_teacher_cost_usd
+    )
+    pipe.hincrby(names.STATS_KEY, f"{prefix}:prompt_tokens", result.tokens.prompt)
+    pipe.hincrby(names.STATS_KEY, f"{prefix}:completion_tokens", result.tokens.completion)
+    await pipe.execute()
+
+
+async def totals(redis: Redis) -> dict[str, dict[str, float]]:
+    """Running totals per specialist since Redis was last emptied."""
+    raw: dict[Any, Any] = await redis.hgetall(names.STATS_KEY)
+    out: dict[str, dict[str, float]] = {}
+    for key, value in raw.items():
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        specialist, _, name = key.rpartition(":")
+        if name in TOTAL_FIELDS:
+            out.setdefault(specialist, {})[name] = float(value)
+    return out
+
+
+@dataclass
+class SpecialistSummary:
+    steps: int = 0
+    escalations: int = 0
+    failed: int = 0
+    cost_usd: float = 0.0
+    all_teacher_cost_usd: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalations / self.steps if self.steps else 0.0
+
+
+@dataclass(frozen=True)
+class Report:
+    since_s: float
+    tasks: int
+    steps: int
+    escalation_rate: float
+    cost_usd: float
+    all_teacher_cost_usd: float
+    saved_usd: float
+    saved_share: float
+    latency_ms_p50: float
+    latency_ms_p99: float
+    specialists: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def report(redis: Redis, *, window_s: float, now: float | None = None) -> Report:
+    """Summarise the steps accounted in the last ``window_s`` seconds."""
+    end = now if now is not None else time.time()
+    start_id = f"{int((end - window_s) * 1000)}-0"
+    end_id = f"{int(end * 1000)}"
+    entries: Any = await redis.xrange(names.ACCOUNTING_STREAM, min=start_id, max=end_id)
+    by_name: dict[str, SpecialistSummary] = {}
+    tasks: set[str] = set()
+    latencies: list[float] = []
+    for _id, fields in entries or []:
+        entry = json.loads(fields.get(b"data") or fields.get("data"))
+        summary = by_name.setdefault(entry["specialist"], SpecialistSummary())
+        summary.steps += 1
+        summary.escalations += int(bool(entry["escalated"]))
+        summary.failed += int(not entry["valid"])
+        summary.cost_usd += float(entry["cost_usd"])
+        summary.all_teacher_cost_usd += float(entry["all_teacher_cost_usd"])
+        summary.latencies_ms.append(float(entry["latency_ms"]))
+        latencies.append(float(entry["latency_ms"]))
+        tasks.add(str(entry["task_id"]))
+    steps = sum(s.steps for s in by_name.values())
+    cost = sum(s.cost_usd for s in by_name.values())
+    counterfactual = sum(s.all_teacher_cost_usd for s in by_name.values())
+    return Report(
+        since_s=window_s,
+        tasks=len(tasks),
+        steps=steps,
+        escalation_rate=round(sum(s.escalations for s in by_name.values()) / steps, 4)
+        if steps
+        else 0.0,
+        cost_usd=round(cost, 6),
+        all_teacher_cost_usd=round(counterfactual, 6),
+        saved_usd=round(counterfactual - cost, 6),
+        saved_share=round(1 - cost / counterfactual, 4) if counterfactual else 0.0,
+        latency_ms_p50=_percentile(latencies, 50),
+        latency_ms_p99=_percentile(latencies, 99),
+        specialists={
+            name: {
+                "steps": s.steps,
+                "escalation_rate": round(s.escalation_rate, 4),
+                "failed": s.failed,
+                "cost_usd": round(s.cost_usd, 6),
+                "all_teacher_cost_usd": round(s.all_teacher_cost_usd, 6),
+                "latency_ms_p50": _percentile(s.latencies_ms, 50),
+                "latency_ms_p99": _percentile(s.latencies_ms, 99),
+            }
+            for name, s in sorted(by_name.items())
+        },
+    )
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
+
+
+def render(report_: Report) -> str:
+    """The report as a table a person reads."""
+    lines = [
+        f"last {report_.since_s / 3600:g} h: {report_.tasks} tasks, {report_.steps} steps, "
+        f"escalation rate {report_.escalation_rate:.1%}, latency p50 {report_.latency_ms_p50:.0f}"
+        f" ms / p99 {report_.latency_ms_p99:.0f} ms",
+        f"cost ${report_.cost_usd:.4f} vs all-teacher ${report_.all_teacher_cost_usd:.4f} "
+        f"(saved ${report_.saved_usd:.4f}, {report_.saved_share:.1%})",
+        "",
+        "| specialist | steps | escalated | failed | cost $ | all-teacher $ | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in report_.specialists.items():
+        lines.append(
+            f"| {name} | {s['steps']} | {s['escalation_rate']:.1%} | {s['failed']} | "
+            f"{s['cost_usd']:.4f} | {s['all_teacher_cost_usd']:.4f} | {s['latency_ms_p50']:.0f} | "
+            f"{s['latency_ms_p99']:.0f} |"
+        )
+    return "\n".join(lines)
