@@ -1,0 +1,172 @@
+"""Cascade: quality and cost of student only, teacher only, and the calibrated cascade.
+
+On a labelled held-out set (the specialist's generator, templates training never saw), split in
+two halves measured in the same run:
+
+1. calibration half: the student (the distilled adapter in ``adapters/<name>``, on vLLM)
+   answers with token logprobs; :mod:`swarm.calibration` picks the confidence threshold that
+   keeps quality >= ``--target`` x teacher quality with the least escalation;
+2. test half: student only, teacher only, and the cascade with that threshold, each scored with
+   the specialist's metric and priced: local tokens at the GPU-hour price and measured
+   throughput (SWARM_LOCAL_*), teacher tokens at the teacher price table (SWARM_TEACHER_*).
+
+No frontier API is reachable here, so the teacher is a local OpenAI-compatible server that
+answers with the reference labels (a perfect teacher, reached over real HTTP through
+:class:`swarm.teacher.Teacher`), billing prompt and completion tokens counted with the base
+model's tokenizer. Its quality is therefore 1.0 by construction; the cascade's figures are
+relative to it.
+
+Usage: python bench/cascade.py [--specialist pii] [--examples 100] [--target 0.95]
+The last line printed is one JSON object with the figures. Needs `swarm model prepare` and a
+trained adapter in adapters/<specialist>; starts vLLM unless SWARM_VLLM_URLS answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from specialists.distillation import find_specialist
+from specialists.manifest import load_manifest
+from swarm.basemodel import resolve_base_model
+from swarm.calibration import choose, confidence, sweep
+from swarm.costs import local_cost_usd
+from swarm.dataset import Example
+from swarm.distill import model_server
+from swarm.errors import InvalidOutput
+from swarm.modelclient import ModelClient
+from swarm.prompting import render_messages
+from swarm.settings import Settings, get_settings
+from swarm.teacher import Prices, Teacher
+
+from conftest import free_port
+from openaistub import openai_stub
+
+
+async def student_answers(
+    client: ModelClient, lora: str, manifest: dict[str, Any], examples: list[Example]
+) -> list[tuple[dict[str, Any] | None, float | None, int, int]]:
+    """(output, confidence, prompt tokens, completion tokens) per example."""
+    slots = asyncio.Semaphore(16)
+
+    async def one(example: Example) -> tuple[dict[str, Any] | None, float | None, int, int]:
+        async with slots:
+            try:
+                c = await client.chat(
+                    lora,
+                    render_messages(manifest, example.input),
+                    output_schema=manifest["output_schema"],
+                    max_tokens=int(manifest["decoding"].get("max_tokens", 256)),
+                    logprobs=True,
+                )
+            except InvalidOutput:
+                return None, None, 0, 0
+        output = c.json if isinstance(c.json, dict) else None
+        return output, confidence(c.logprobs), c.usage.prompt_tokens, c.usage.completion_tokens
+
+    return list(await asyncio.gather(*(one(e) for e in examples)))
+
+
+def teacher_stub(examples: list[Example], tokenizer: Any) -> Any:
+    """Replies with the gold output of whichever example the prompt holds."""
+    gold = {json.dumps(e.input, ensure_ascii=False): e.output for e in examples}
+
+    def reply(body: dict[str, Any]) -> tuple[int, Any]:
+        output = gold[body["messages"][-1]["content"]]
+        text = json.dumps(output, ensure_ascii=False)
+        prompt = sum(len(tokenizer.encode(m["content"])) for m in body["messages"])
+        return 200, {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": len(tokenizer.encode(text))},
+        }  # fmt: skip
+
+    return reply
+
+
+async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    spec = find_specialist(args.specialist, settings)
+    assert spec.generate is not None
+    folder = settings.adapters_dir / args.specialist
+    manifest = load_manifest(folder).model_dump(mode="json", exclude_none=True)
+    examples = spec.generate(args.examples, seed=args.seed, heldout=True)
+    calibration, test = examples[: len(examples) // 2], examples[len(examples) // 2 :]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings))
+    prices = Prices(settings.teacher_input_usd_per_mtok, settings.teacher_output_usd_per_mtok)
+
+    async with ModelClient(settings, base_url=url, timeout_s=1800) as client:
+        await client.load_adapter("bench-cascade", str(folder.resolve()))
+        calibrated = await student_answers(client, "bench-cascade", manifest, calibration)
+        answers = await student_answers(client, "bench-cascade", manifest, test)
+        await client.unload_adapter("bench-cascade")
+
+    def per_example(chosen: list[Example], outputs: list[dict[str, Any] | None]) -> list[float]:
+        return [float(spec.scorer([e], [o])["score"]) for e, o in zip(chosen, outputs, strict=True)]
+
+    curve = sweep([a[1] for a in calibrated], per_example(calibration, [a[0] for a in calibrated]))
+    point = choose(curve, args.target * 1.0)
+    threshold = point.threshold if point else float("inf")
+
+    with openai_stub(teacher_stub(examples, tokenizer), free_port()) as stub:
+        async with Teacher(url=stub.url, model="teacher", prices=prices) as teacher:
+            teacher_labels = [
+                await teacher.label(render_messages(spec.manifest, e.input),
+                                    manifest["output_schema"])
+                for e in test
+            ]  # fmt: skip
+    student_outputs = [a[0] for a in answers]
+    student_cost = sum(local_cost_usd(settings, a[2], a[3]) for a in answers)
+    teacher_cost = sum(label.cost_usd for label in teacher_labels)
+    escalate = [a[0] is None or a[1] is None or a[1] < threshold for a in answers]
+    cascade_outputs = [
+        label.output if up else answer[0]
+        for up, label, answer in zip(escalate, teacher_labels, answers, strict=True)
+    ]
+    cascade_cost = student_cost + sum(
+        label.cost_usd for up, label in zip(escalate, teacher_labels, strict=True) if up
+    )
+    student_q = float(spec.scorer(test, student_outputs)["score"])
+    teacher_q = float(spec.scorer(test, [label.output for label in teacher_labels])["score"])
+    cascade_q = float(spec.scorer(test, cascade_outputs)["score"])
+    return {
+        "specialist": args.specialist,
+        "metric": spec.metric,
+        "examples": {"calibration": len(calibration), "test": len(test)},
+        "threshold": round(threshold, 4) if point else None,
+        "calibration_escalation_rate": round(point.escalation_rate, 4) if point else None,
+        "student": {"quality": round(student_q, 4), "cost_usd": round(student_cost, 6)},
+        "teacher": {"quality": round(teacher_q, 4), "cost_usd": round(teacher_cost, 6)},
+        "cascade": {
+            "quality": round(cascade_q, 4),
+            "cost_usd": round(cascade_cost, 6),
+            "escalation_rate": round(sum(escalate) / len(test), 4),
+        },
+        "cascade_quality_vs_teacher": round(cascade_q / teacher_q, 4) if teacher_q else None,
+        "cascade_cost_vs_teacher": round(cascade_cost / teacher_cost, 4) if teacher_cost else None,
+        "targets": {"quality_vs_teacher_min": 0.95, "cost_vs_teacher_max": 0.20},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--specialist", default="pii")
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    settings = get_settings()
+    with model_server(settings, print) as url:
+        figures = asyncio.run(run(settings, url, args))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
