@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from faker import Faker
 
+from specialists.builtin.fakers import seeded_fakers
 from swarm.dataset import Example
 
 TRAIN_LOCALES = ("en_US", "en_GB", "de_DE")
@@ -117,9 +118,7 @@ def generate(n: int, *, seed: int = 0, heldout: bool = False) -> list[Example]:
     rng = random.Random(seed)
     templates = HELDOUT_TEMPLATES if heldout else TRAIN_TEMPLATES
     locales = HELDOUT_LOCALES if heldout else TRAIN_LOCALES
-    fakers = {locale: Faker(locale) for locale in locales}
-    for index, fake in enumerate(fakers.values()):
-        fake.seed_instance(seed * 1000 + index)
+    fakers = seeded_fakers(locales, seed)
     return [
         render(rng.choice(templates), fakers[rng.choice(locales)], rng, heldout=heldout)
         for _ in range(n)

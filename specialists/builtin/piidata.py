@@ -15,6 +15,8 @@ from typing import Any
 
 from faker import Faker
 
+from specialists.builtin.fakers import seeded_fakers
+from specialists.builtin.pii import PII_TYPES
 from swarm.dataset import Example
 
 TRAIN_LOCALES = ("en_US", "en_GB", "de_DE", "es_ES")
@@ -83,17 +85,7 @@ PRODUCTS = ("laptop", "router", "coffee machine", "standing desk", "headset", "m
 DOB_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%B %d, %Y", "%d %b %Y", "%d.%m.%Y")
 DATE_FORMATS = ("%Y-%m-%d", "%d %B", "%B %d", "%A %d %B", "%d/%m")
 
-PII_SLOTS = {
-    "PERSON",
-    "EMAIL",
-    "PHONE",
-    "ADDRESS",
-    "CREDIT_CARD",
-    "IBAN",
-    "SSN",
-    "IP_ADDRESS",
-    "DATE_OF_BIRTH",
-}
+PII_SLOTS = frozenset(PII_TYPES)
 
 
 def _email(fake: Faker, rng: random.Random, person: str | None) -> str:
@@ -174,9 +166,7 @@ def generate(n: int, *, seed: int = 0, heldout: bool = False) -> list[Example]:
     rng = random.Random(seed)
     templates = HELDOUT_TEMPLATES if heldout else TRAIN_TEMPLATES
     locales = HELDOUT_LOCALES if heldout else TRAIN_LOCALES
-    fakers = {locale: Faker(locale) for locale in locales}
-    for index, fake in enumerate(fakers.values()):
-        fake.seed_instance(seed * 1000 + index)
+    fakers = seeded_fakers(locales, seed)
     examples = []
     for _ in range(n):
         fake = fakers[rng.choice(locales)]

@@ -42,42 +42,44 @@ def _pairs(items: Any) -> Counter[tuple[str, str]]:
     )
 
 
+def _matches(
+    examples: Sequence[Example], predictions: Sequence[Prediction], key: str
+) -> dict[str, float]:
+    """Micro precision/recall/F1 of the (text, type) items under ``key``."""
+    tp = predicted = gold_count = 0
+    for example, prediction in zip(examples, predictions, strict=True):
+        gold = _pairs((example.output or {}).get(key))
+        found = _pairs((prediction or {}).get(key))
+        tp += sum((gold & found).values())
+        predicted += sum(found.values())
+        gold_count += sum(gold.values())
+    return _prf(tp, predicted, gold_count)
+
+
 def pii_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
     """Span precision/recall/F1 over (text, type), and the leak rate.
 
     The leak rate is the share of gold PII characters still readable in the predicted redacted
     text. A missing prediction leaks everything: the conservative reading for a privacy filter.
     """
-    tp = predicted = gold_count = 0
     gold_chars = leaked_chars = 0
     for example, prediction in zip(examples, predictions, strict=True):
-        gold = _pairs((example.output or {}).get("spans"))
-        found = _pairs((prediction or {}).get("spans"))
-        tp += sum((gold & found).values())
-        predicted += sum(found.values())
-        gold_count += sum(gold.values())
         redacted = (
             str(prediction.get("redacted_text", "")) if prediction else str(example.input["text"])
         )
+        gold = _pairs((example.output or {}).get("spans"))
         by_value = Counter(text for (text, _type), n in gold.items() for _ in range(n))
         for value, count in by_value.items():
             gold_chars += len(value) * count
             leaked_chars += len(value) * min(count, redacted.count(value))
-    scores = _prf(tp, predicted, gold_count)
+    scores = _matches(examples, predictions, "spans")
     leak_rate = leaked_chars / gold_chars if gold_chars else 0.0
     return {"score": scores["f1"], **scores, "leak_rate": round(leak_rate, 4)}
 
 
 def entity_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
     """Entity-level precision/recall/F1: an entity counts only with exact text and type."""
-    tp = predicted = gold_count = 0
-    for example, prediction in zip(examples, predictions, strict=True):
-        gold = _pairs((example.output or {}).get("entities"))
-        found = _pairs((prediction or {}).get("entities"))
-        tp += sum((gold & found).values())
-        predicted += sum(found.values())
-        gold_count += sum(gold.values())
-    scores = _prf(tp, predicted, gold_count)
+    scores = _matches(examples, predictions, "entities")
     return {"score": scores["f1"], **scores}
 
 
