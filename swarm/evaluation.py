@@ -156,7 +156,11 @@ def markdown_table(reports: dict[str, EvalReport]) -> str:
         ("latency p95 (ms)", lambda r: f"{r.latency_ms_p95:.0f}"),
         ("examples", lambda r: str(r.examples)),
     ]
-    extra = [k for k in first.metrics if k != "score" and isinstance(first.metrics[k], float)]
+    extra = [
+        k
+        for k, v in first.metrics.items()
+        if k not in ("score", first.metric) and isinstance(v, float)
+    ]
     for key in extra:
         rows.insert(1, (key, _metric_cell(key)))
     for label, cell in rows:
