@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 
-from swarm.settings import get_settings
+from swarm.settings import get_settings, setup_observability
 
 
 def orchestrator() -> None:
@@ -14,5 +12,5 @@ def orchestrator() -> None:
     from orchestrator.runner import run_orchestrator
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    setup_observability(settings, "swarm-orchestrator")
     asyncio.run(run_orchestrator(settings))

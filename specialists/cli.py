@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from swarm.errors import ConfigurationError, InvalidAdapter, InvalidData
-from swarm.settings import get_settings
+from swarm.settings import get_settings, setup_observability
 
 
 def worker(
@@ -23,7 +23,7 @@ def worker(
     from specialists.worker import run_worker
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    setup_observability(settings, "swarm-worker")
     asyncio.run(run_worker(settings, specialist or None))
 
 
@@ -32,7 +32,7 @@ def registry() -> None:
     from specialists.registry import run_registry
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    setup_observability(settings, "swarm-registry")
     asyncio.run(run_registry(settings))
 
 

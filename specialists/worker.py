@@ -23,7 +23,7 @@ import jsonschema
 from redis.asyncio import Redis
 
 from specialists.builtin import BUILTINS
-from specialists.cascade import Cascade, Policy, confidence
+from specialists.cascade import Cascade, Escalated, Policy, confidence
 from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
@@ -35,11 +35,13 @@ from swarm.errors import (
     ModelBehaviorError,
     UnknownSpecialist,
 )
+from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import ModelClient
 from swarm.prompting import render_messages
 from swarm.settings import Settings
 from swarm.teacher import LabelCache, Teacher, cache_path
+from swarm.tracing import current_traceparent, span
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,24 @@ class Worker:
         if not isinstance(request, StepRequest):
             raise Reject(f"workers take step.request messages, not {request.type}")
         step = request.step
+        with (
+            task_context(message.task_id, step.id),
+            span(
+                f"step {step.specialist}",
+                {
+                    "swarm.task_id": message.task_id,
+                    "swarm.step_id": step.id,
+                    "swarm.specialist": step.specialist,
+                },
+                parent=message.traceparent,
+            ) as active,
+        ):
+            result = await self._step(message, request)
+            active.set_attribute("swarm.escalated", result.escalated)
+            active.set_attribute("swarm.valid", result.valid)
+
+    async def _step(self, message: Envelope, request: StepRequest) -> StepResult:
+        step = request.step
         started = time.perf_counter()
         record = await self.catalog.get(step.specialist)
         if record is None or not record.ready:
@@ -177,12 +197,13 @@ class Worker:
             id=result_id(message.task_id, step.id, message.attempt),
             task_id=message.task_id,
             trace_id=message.trace_id,
-            traceparent=message.traceparent,
+            traceparent=current_traceparent() or message.traceparent,
             attempt=message.attempt,
             body=result,
         )
         await self.bus.publish(names.RESULTS_STREAM, reply)
         await record_step(self.redis, message.task_id, result)
+        return result
 
     async def _run_cancellable(
         self, task_id: str, record: SpecialistRecord, request: StepRequest
@@ -224,15 +245,16 @@ class Worker:
             if attempt > 1:
                 temperature = max(temperature, RETRY_TEMPERATURE)
             try:
-                completion = await self.model.chat(
-                    model,
-                    messages,
-                    output_schema=record.output_schema,
-                    temperature=temperature,
-                    max_tokens=int(decoding.get("max_tokens", 256)),
-                    logprobs=policy.min_confidence is not None,
-                    timeout_s=_remaining(request.deadline),
-                )
+                with span("model.chat", {"gen_ai.request.model": model, "swarm.attempt": attempt}):
+                    completion = await self.model.chat(
+                        model,
+                        messages,
+                        output_schema=record.output_schema,
+                        temperature=temperature,
+                        max_tokens=int(decoding.get("max_tokens", 256)),
+                        logprobs=policy.min_confidence is not None,
+                        timeout_s=_remaining(request.deadline),
+                    )
             except (InvalidOutput, ModelBehaviorError) as exc:
                 outcome.error = f"invalid output: {exc}"
                 continue
@@ -280,16 +302,8 @@ class Worker:
                 )
             return outcome
         step_input = request.input or _as_input(request.task_input)
-        answer = await self.cascade.escalate(
-            record.manifest or {},
-            step_input,
-            reason=reason,
-            deadline=request.deadline,
-            task_id=task_id,
-            step_id=request.step.id,
-            student_output=outcome.output,
-            check=lambda i, o: validate_output(record, i, o),
-        )
+        with span("teacher.escalate", {"swarm.escalation_reason": reason}):
+            answer = await self._escalate(record, request, step_input, reason, outcome, task_id)
         outcome.cost_usd += answer.cost_usd
         if answer.prompt_tokens or answer.completion_tokens:
             outcome.all_teacher_cost_usd = all_teacher_cost_usd(
@@ -304,6 +318,27 @@ class Worker:
         else:
             outcome.error = answer.error
         return outcome
+
+    async def _escalate(
+        self,
+        record: SpecialistRecord,
+        request: StepRequest,
+        step_input: dict[str, Any],
+        reason: str,
+        outcome: StepOutcome,
+        task_id: str,
+    ) -> Escalated:
+        assert self.cascade is not None
+        return await self.cascade.escalate(
+            record.manifest or {},
+            step_input,
+            reason=reason,
+            deadline=request.deadline,
+            task_id=task_id,
+            step_id=request.step.id,
+            student_output=outcome.output,
+            check=lambda i, o: validate_output(record, i, o),
+        )
 
 
 def _as_input(task_input: str | dict[str, Any]) -> dict[str, Any]:

@@ -7,14 +7,13 @@ one line that says what to do, with exit status 1 (2 for bad usage).
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from typing import Any, NoReturn
 
 import typer
 
 from swarm.errors import ConfigurationError, SwarmError
-from swarm.settings import get_settings
+from swarm.settings import get_settings, setup_observability
 
 app = typer.Typer(
     name="swarm",
@@ -31,12 +30,9 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(service: str = "swarm") -> None:
+    settings = get_settings()
+    setup_observability(settings, service)
 
 
 @app.command()
@@ -90,7 +86,7 @@ def serve_model() -> None:
     """Start vLLM with the base model and LoRA enabled; serve until Ctrl-C."""
     from swarm.modelserver import serve_model as serve
 
-    _setup_logging()
+    _setup_logging("swarm-serve-model")
     serve(get_settings(), echo=typer.echo)
 
 
@@ -99,7 +95,7 @@ def api() -> None:
     """Serve the HTTP API (tasks, events, specialists, health, metrics)."""
     from swarm.api import run_api
 
-    _setup_logging()
+    _setup_logging("swarm-api")
     run_api(get_settings())
 
 

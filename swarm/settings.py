@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one object a line with the task id and trace id."
+    )
+    trace_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="Where OpenTelemetry spans go (otlp reads OTEL_EXPORTER_OTLP_*)."
+    )
 
     @field_validator("vllm_urls", "api_keys", mode="before")
     @classmethod
@@ -153,3 +159,12 @@ def get_settings() -> Settings:
         raise ConfigurationError(
             f"invalid settings: {name}={first.get('input')!r}: {first['msg']}"
         ) from exc
+
+
+def setup_observability(settings: Settings, service: str) -> None:
+    """Logging (text or JSON) and tracing for one swarm process, as the settings say."""
+    from swarm.logs import setup_logging
+    from swarm.tracing import setup_tracing
+
+    setup_logging(settings.log_level, settings.log_format)
+    setup_tracing(settings.trace_exporter, service)

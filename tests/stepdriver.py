@@ -18,7 +18,13 @@ from swarm.teacher import LabelCache, Teacher, cache_path
 
 
 async def run_step(
-    redis: Redis, settings: Settings, specialist: str, step_input: dict[str, Any], task: str = "t1"
+    redis: Redis,
+    settings: Settings,
+    specialist: str,
+    step_input: dict[str, Any],
+    task: str = "t1",
+    *,
+    traceparent: str | None = None,
 ) -> StepResult:
     """Publish one step request, run a worker until its result appears, return the result."""
     async with ModelClient(settings, retries=0) as client:
@@ -35,7 +41,8 @@ async def run_step(
             step=StepSpec(id="s1", specialist=specialist), input=step_input, task_input=step_input
         )
         await Bus(redis, settings=settings).publish(
-            names.steps_stream(specialist), envelope(task, request)
+            names.steps_stream(specialist),
+            envelope(task, request).model_copy(update={"traceparent": traceparent}),
         )
         try:
             for _ in range(1200):

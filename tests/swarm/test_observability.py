@@ -1,0 +1,64 @@
+"""Traces across a Redis handoff (in-memory exporter) and JSON logs carrying the task id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from redis.asyncio import Redis
+
+from swarm.logs import JsonFormatter, task_context
+from swarm.settings import Settings
+from swarm.tracing import current_traceparent, setup_tracing, span
+
+from adapterfactory import register_builtins
+from conftest import free_port
+from openaistub import completion, openai_stub
+from stepdriver import run_step
+
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    setup_tracing("none", "swarm-test", processor=SimpleSpanProcessor(EXPORTER))
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
+
+
+async def test_a_trace_spans_the_handoff_to_a_worker_and_its_model_call(
+    redis: Redis, spans: InMemorySpanExporter
+) -> None:
+    await register_builtins(redis)
+    sql_input = {"question": "How many orders?", "schema": "CREATE TABLE orders (id INT);"}
+    with openai_stub(
+        [lambda _b: (200, completion('{"sql": "SELECT COUNT(*) FROM orders"}'))], free_port()
+    ) as stub:
+        settings = Settings(heartbeat_timeout_s=2, vllm_urls=[stub.url])
+        with span("POST /v1/tasks") as root:
+            parent = current_traceparent()
+        result = await run_step(redis, settings, "sql", sql_input, traceparent=parent)
+    assert result.valid
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    step, chat = by_name["step sql"], by_name["model.chat"]
+    trace_id = root.get_span_context().trace_id
+    assert step.context.trace_id == chat.context.trace_id == trace_id
+    assert step.parent is not None and step.parent.span_id == root.get_span_context().span_id
+    assert chat.parent is not None and chat.parent.span_id == step.context.span_id
+    assert step.attributes is not None and step.attributes["swarm.specialist"] == "sql"
+
+
+def test_json_logs_carry_the_task_and_trace_ids(spans: InMemorySpanExporter) -> None:
+    record = logging.LogRecord("swarm.worker", logging.INFO, __file__, 1, "step %s", ("s1",), None)
+    with task_context("task-1", "s1"), span("work") as active:
+        line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "step s1" and line["level"] == "INFO"
+    assert line["task_id"] == "task-1" and line["step_id"] == "s1"
+    assert line["trace_id"] == f"{active.get_span_context().trace_id:032x}"
+    outside = json.loads(JsonFormatter().format(record))
+    assert "task_id" not in outside
