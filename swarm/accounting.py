@@ -20,6 +20,7 @@ from swarm import names
 from swarm.messages import StepResult
 
 ACCOUNTING_MAXLEN = 200_000
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TOTAL_FIELDS = (
     "steps",
     "escalations",
@@ -61,7 +62,26 @@ async def record_step(redis: Redis, task_id: str, result: StepResult) -> None:
     )
     pipe.hincrby(names.STATS_KEY, f"{prefix}:prompt_tokens", result.tokens.prompt)
     pipe.hincrby(names.STATS_KEY, f"{prefix}:completion_tokens", result.tokens.completion)
+    seconds = result.latency_ms / 1000
+    series = f"{result.specialist}|{result.adapter_version or 'base'}"
+    for bound in LATENCY_BUCKETS_S:
+        if seconds <= bound:
+            pipe.hincrby(names.STEP_LATENCY_KEY, f"{series}|{bound}", 1)
+    pipe.hincrby(names.STEP_LATENCY_KEY, f"{series}|+Inf", 1)
+    pipe.hincrbyfloat(names.STEP_LATENCY_KEY, f"{series}|sum", seconds)
     await pipe.execute()
+
+
+async def latency_histograms(redis: Redis) -> dict[tuple[str, str], dict[str, float]]:
+    """Fleet-wide step latency histograms: (specialist, adapter version) -> cumulative buckets
+    keyed by upper bound (``"0.1"``, ..., ``"+Inf"``) plus ``"sum"``, in seconds."""
+    raw: dict[Any, Any] = await redis.hgetall(names.STEP_LATENCY_KEY)
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in raw.items():
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        specialist, version, bound = key.rsplit("|", 2)
+        out.setdefault((specialist, version), {})[bound] = float(value)
+    return out
 
 
 async def totals(redis: Redis) -> dict[str, dict[str, float]]:

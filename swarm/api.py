@@ -39,7 +39,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swarm import accounting, metrics, names, plans, problems
+from swarm import metrics, names, plans, problems
 from swarm.bus import Bus
 from swarm.catalog import SpecialistRecord, list_specialists
 from swarm.errors import InvalidMessage, UnknownSpecialist, UserError
@@ -653,9 +653,7 @@ def create_app(
         """Request counts and latency, submissions, cancellations, open event streams, and the
         length of each swarm stream."""
         with contextlib.suppress(RedisError, OSError):
-            for stream in (names.TASKS_STREAM, names.RESULTS_STREAM, names.DEAD_LETTER_STREAM):
-                metrics.STREAM_DEPTH.labels(stream).set(await services.redis.xlen(stream))
-            metrics.export_totals(await accounting.totals(services.redis))
+            await metrics.refresh(services.redis)
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 

@@ -8,10 +8,15 @@ from a small fixed set (never task ids or raw paths). ``GET /metrics`` serves :f
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REGISTRY = CollectorRegistry()
@@ -91,6 +96,66 @@ def export_totals(totals: dict[str, dict[str, float]]) -> None:
         SPECIALIST_TOKENS.labels(name, "completion").set(values.get("completion_tokens", 0))
         SPECIALIST_COST.labels(name).set(values.get("cost_usd", 0))
         SPECIALIST_ALL_TEACHER_COST.labels(name).set(values.get("all_teacher_cost_usd", 0))
+
+
+class FleetCollector:
+    """Series read from Redis at scrape time (:func:`refresh`): fleet-wide step latency
+    histograms per specialist and adapter version, and pending messages per consumer group."""
+
+    def __init__(self) -> None:
+        self.histograms: dict[tuple[str, str], dict[str, float]] = {}
+        self.pending: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        latency = HistogramMetricFamily(
+            "swarm_step_duration_seconds",
+            "Step latency at the worker (model calls, retries, escalation), every worker.",
+            labels=["specialist", "adapter_version"],
+        )
+        for (specialist, version), counts in sorted(self.histograms.items()):
+            bounds = sorted((b for b in counts if b not in ("+Inf", "sum")), key=float)
+            buckets = [(b, counts[b]) for b in bounds] + [("+Inf", counts.get("+Inf", 0.0))]
+            latency.add_metric([specialist, version], buckets, counts.get("sum", 0.0))
+        yield latency
+        pending = GaugeMetricFamily(
+            "swarm_pending_messages",
+            "Messages delivered to a consumer group and not yet acknowledged.",
+            labels=["stream", "group"],
+        )
+        for (stream, group), count in sorted(self.pending.items()):
+            pending.add_metric([stream, group], count)
+        yield pending
+
+
+FLEET = FleetCollector()
+REGISTRY.register(FLEET)
+
+
+async def refresh(redis: Redis) -> None:
+    """Read what /metrics exports from Redis: totals, histograms, pending, stream lengths."""
+    from swarm import accounting, names
+
+    export_totals(await accounting.totals(redis))
+    FLEET.histograms = await accounting.latency_histograms(redis)
+    streams = [names.TASKS_STREAM, names.RESULTS_STREAM]
+    streams += [names.steps_stream(str(n)) for n in await _specialists(redis)]
+    pending: dict[tuple[str, str], int] = {}
+    for stream in streams:
+        with contextlib.suppress(ResponseError):
+            for group in await redis.xinfo_groups(stream):
+                name = group["name"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                pending[(stream, name)] = int(group["pending"])
+    FLEET.pending = pending
+    for stream in (names.TASKS_STREAM, names.RESULTS_STREAM, names.DEAD_LETTER_STREAM):
+        STREAM_DEPTH.labels(stream).set(await redis.xlen(stream))
+
+
+async def _specialists(redis: Redis) -> list[str]:
+    from swarm import names
+
+    keys = await redis.hkeys(names.SPECIALISTS_KEY)
+    return [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
 
 
 def exposition() -> tuple[bytes, str]:

@@ -14,12 +14,14 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from swarm import names
 from swarm.accounting import record_step, report, totals
 from swarm.cli import parse_window
 from swarm.errors import ConfigurationError
 from swarm.messages import StepResult, TokenUsage
 from swarm.settings import Settings
 
+from adapterfactory import register_builtins
 from apiserver import api_server
 from conftest import free_port
 from redisfixture import TEST_REDIS_URL
@@ -67,6 +69,12 @@ async def test_running_totals_per_specialist(redis: Redis) -> None:
 
 async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     await fill(redis)
+    # One step request delivered to a worker and not yet acknowledged.
+    await register_builtins(redis)
+    stream = names.steps_stream("pii")
+    await redis.xgroup_create(stream, names.WORKERS_GROUP, id="0", mkstream=True)
+    await redis.xadd(stream, {"x": "1"})
+    await redis.xreadgroup(names.WORKERS_GROUP, "w1", {stream: ">"}, count=1)
     with api_server(Settings(redis_url=TEST_REDIS_URL), free_port()) as url:
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"{url}/metrics")).text
@@ -74,6 +82,16 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     assert 'swarm_specialist_escalations{specialist="pii"} 1.0' in text
     assert 'swarm_specialist_tokens{kind="completion",specialist="sql"} 20.0' in text
     assert 'swarm_specialist_all_teacher_cost_usd{specialist="sql"} 0.01' in text
+    # Fleet-wide step latency per specialist and adapter version (pii: 10, 50, 20 ms).
+    assert 'swarm_step_duration_seconds_bucket{adapter_version="base",le="0.05",' in text
+    assert (
+        'swarm_step_duration_seconds_bucket{adapter_version="base",le="0.05",specialist="pii"} 3.0'
+        in text
+    )
+    assert 'swarm_step_duration_seconds_count{adapter_version="base",specialist="sql"} 1.0' in text
+    assert 'swarm_pending_messages{group="swarm:workers",stream="swarm:stream:steps:pii"} 1.0' in (
+        text
+    )
 
 
 async def test_swarm_report_prints_a_table_then_json(redis: Redis) -> None:
