@@ -34,6 +34,7 @@ from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
 from swarm.errors import UserError
+from swarm.logs import task_context
 from swarm.messages import (
     Cancel,
     Envelope,
@@ -47,6 +48,7 @@ from swarm.messages import (
 from swarm.plans import MAX_STEPS, check_plan
 from swarm.settings import Settings
 from swarm.tasks import StepRecord, TaskNotFound, TaskRecord, TaskStore
+from swarm.tracing import current_traceparent, span
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,18 @@ class Orchestrator:
     async def handle(self, delivery: Delivery) -> None:
         """Bus handler for the tasks and results streams."""
         message = delivery.envelope
+        body = message.body
+        with (
+            task_context(message.task_id),
+            span(
+                f"orchestrator {body.type}",
+                {"swarm.task_id": message.task_id},
+                parent=message.traceparent,
+            ),  # fmt: skip
+        ):
+            await self._handle(message)
+
+    async def _handle(self, message: Envelope) -> None:
         body = message.body
         try:
             if isinstance(body, TaskSubmitted):
@@ -280,7 +294,7 @@ class Orchestrator:
                     id=step_request_id(task_id, step.id),
                     task_id=task_id,
                     trace_id=cause.trace_id,
-                    traceparent=cause.traceparent,
+                    traceparent=current_traceparent() or cause.traceparent,
                     body=request,
                 ),
             )

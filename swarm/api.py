@@ -63,6 +63,7 @@ from swarm.tasks import (
     TaskRecord,
     TaskStore,
 )
+from swarm.tracing import current_traceparent, span
 
 log = logging.getLogger(__name__)
 
@@ -472,8 +473,10 @@ def create_app(
             input=body.input, plan=steps or None, goal=body.goal, deadline=deadline, owner=owner
         )
         try:
-            await services.store.create(task)
-            await services.bus.publish(names.TASKS_STREAM, envelope(task_id, submitted))
+            with span("task.submit", {"swarm.task_id": task_id}):
+                await services.store.create(task)
+                message = envelope(task_id, submitted, traceparent=current_traceparent())
+                await services.bus.publish(names.TASKS_STREAM, message)
         except (RedisError, OSError):
             metrics.TASKS_SUBMITTED.labels("failed").inc()
             await _abandon(services, task_id, idem_key)

@@ -21,13 +21,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from swarm.errors import ConfigurationError
 
 TRACER_NAME = "swarm"
-_configured = False
+_provider: TracerProvider | None = None
 
 
 def setup_tracing(exporter: str, service: str, *, processor: SpanProcessor | None = None) -> None:
-    """Install the process's tracer provider once; ``processor`` lets tests capture spans."""
-    global _configured
-    if _configured:
+    """Install the process's tracer provider once; ``processor`` (tests) is added every call."""
+    global _provider
+    if _provider is not None:
+        if processor is not None:
+            _provider.add_span_processor(processor)
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if processor is not None:
@@ -45,7 +47,7 @@ def setup_tracing(exporter: str, service: str, *, processor: SpanProcessor | Non
     elif exporter != "none":
         raise ConfigurationError(f"SWARM_TRACE_EXPORTER={exporter!r}: use none, console or otlp")
     trace.set_tracer_provider(provider)
-    _configured = True
+    _provider = provider
 
 
 def tracer() -> trace.Tracer:

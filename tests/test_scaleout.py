@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
 from orchestrator.planner import RulePlanner
@@ -23,6 +25,7 @@ from swarm.bus import PAYLOAD_FIELD
 from swarm.messages import Envelope, StepResult, TaskEvent
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
+from swarm.tracing import setup_tracing
 
 from adapterfactory import register_builtins
 from apiserver import api_server
@@ -31,6 +34,7 @@ from openaistub import completion, openai_stub
 from redisfixture import TEST_REDIS_URL
 
 TASKS = 40
+SPANS = InMemorySpanExporter()
 TEXT = "Email John Smith at john@example.com about the Acme order."
 
 
@@ -111,3 +115,38 @@ async def test_two_orchestrators_and_two_workers_lose_nothing_and_finish_once(
         ]
         states = [e.state for e in events if isinstance(e, TaskEvent) and e.kind == "state"]
         assert states.count("completed") == 1
+
+
+async def test_one_trace_runs_from_the_http_request_through_every_handoff(
+    fleet: Settings,
+) -> None:
+    setup_tracing("none", "swarm-test", processor=SimpleSpanProcessor(SPANS))
+    SPANS.clear()
+    with api_server(fleet, free_port()) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            task_id = (
+                await client.post(
+                    "/v1/tasks", json={"input": {"text": TEXT}, "plan": ["pii", "entities"]}
+                )
+            ).json()["id"]
+            for _ in range(400):
+                if (await client.get(f"/v1/tasks/{task_id}")).json()["state"] == "completed":
+                    break
+                await asyncio.sleep(0.05)
+    spans = [s for s in SPANS.get_finished_spans()
+             if (s.attributes or {}).get("swarm.task_id", task_id) == task_id]  # fmt: skip
+    names_ = [s.name for s in spans]
+    for expected in ("task.submit", "orchestrator task.submitted", "step pii", "step entities",
+                     "orchestrator step.result", "model.chat"):  # fmt: skip
+        assert expected in names_, names_
+    root = next(s for s in spans if s.name == "task.submit")
+    assert {s.context.trace_id for s in spans} == {root.context.trace_id}
+    by_id = {s.context.span_id: s for s in spans}
+    step = next(s for s in spans if s.name == "step entities")
+    chain = []
+    while step.parent is not None:
+        chain.append(step.name)
+        step = by_id[step.parent.span_id]
+    # entities' step <- the orchestrator that handled pii's result <- pii's step <- ... <- submit
+    assert chain[:3] == ["step entities", "orchestrator step.result", "step pii"]
+    assert step.name == "task.submit"

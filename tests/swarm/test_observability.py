@@ -23,9 +23,13 @@ from stepdriver import run_step
 EXPORTER = InMemorySpanExporter()
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+@pytest.fixture(scope="module")
+def tracing() -> None:
     setup_tracing("none", "swarm-test", processor=SimpleSpanProcessor(EXPORTER))
+
+
+@pytest.fixture
+def spans(tracing: None) -> Iterator[InMemorySpanExporter]:
     EXPORTER.clear()
     yield EXPORTER
     EXPORTER.clear()
