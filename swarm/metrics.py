@@ -11,10 +11,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,6 +111,7 @@ class FleetCollector:
     def __init__(self) -> None:
         self.histograms: dict[tuple[str, str], dict[str, float]] = {}
         self.pending: dict[tuple[str, str], int] = {}
+        self.task_states: dict[str, float] = {}
 
     def collect(self) -> Iterator[Metric]:
         latency = HistogramMetricFamily(
@@ -117,6 +124,15 @@ class FleetCollector:
             buckets = [(b, counts[b]) for b in bounds] + [("+Inf", counts.get("+Inf", 0.0))]
             latency.add_metric([specialist, version], buckets, counts.get("sum", 0.0))
         yield latency
+        states = CounterMetricFamily(
+            "swarm_tasks",
+            "Tasks that entered each state, across the fleet (submitted, working, completed, "
+            "failed, canceled, rejected).",
+            labels=["state"],
+        )
+        for state, count in sorted(self.task_states.items()):
+            states.add_metric([state], count)
+        yield states
         pending = GaugeMetricFamily(
             "swarm_pending_messages",
             "Messages delivered to a consumer group and not yet acknowledged.",
@@ -137,6 +153,10 @@ async def refresh(redis: Redis) -> None:
 
     export_totals(await accounting.totals(redis))
     FLEET.histograms = await accounting.latency_histograms(redis)
+    raw: dict[Any, Any] = await redis.hgetall(names.TASK_STATES_KEY)
+    FLEET.task_states = {
+        (k.decode() if isinstance(k, bytes) else str(k)): float(v) for k, v in raw.items()
+    }
     streams = [names.TASKS_STREAM, names.RESULTS_STREAM]
     streams += [names.steps_stream(str(n)) for n in await _specialists(redis)]
     pending: dict[tuple[str, str], int] = {}

@@ -213,6 +213,8 @@ class TaskStore:
             approximate=True,
         )
         pipe.expire(stream, self.ttl_s)
+        if event.kind == "state" and event.state:
+            pipe.hincrby(names.TASK_STATES_KEY, event.state, 1)
 
 
 def _dump(task: TaskRecord) -> str:

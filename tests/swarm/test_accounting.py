@@ -18,8 +18,9 @@ from swarm import names
 from swarm.accounting import record_step, report, totals
 from swarm.cli import parse_window
 from swarm.errors import ConfigurationError
-from swarm.messages import StepResult, TokenUsage
+from swarm.messages import StepResult, TaskEvent, TokenUsage
 from swarm.settings import Settings
+from swarm.tasks import TaskRecord, TaskStore
 
 from adapterfactory import register_builtins
 from apiserver import api_server
@@ -67,6 +68,11 @@ async def test_running_totals_per_specialist(redis: Redis) -> None:
     assert pii["cost_usd"] == pytest.approx(0.013) and pii["prompt_tokens"] == 300
 
 
+def finish(task: TaskRecord) -> list[TaskEvent]:
+    task.state = "completed"
+    return [TaskEvent(kind="state", state="completed")]
+
+
 async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     await fill(redis)
     # One step request delivered to a worker and not yet acknowledged.
@@ -75,6 +81,10 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     await redis.xgroup_create(stream, names.WORKERS_GROUP, id="0", mkstream=True)
     await redis.xadd(stream, {"x": "1"})
     await redis.xreadgroup(names.WORKERS_GROUP, "w1", {stream: ">"}, count=1)
+    store = TaskStore(redis)
+    for task_id in ("a", "b"):
+        await store.create(TaskRecord(id=task_id, input="x"))
+        await store.update(task_id, finish)
     with api_server(Settings(redis_url=TEST_REDIS_URL), free_port()) as url:
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"{url}/metrics")).text
@@ -92,6 +102,7 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     assert 'swarm_pending_messages{group="swarm:workers",stream="swarm:stream:steps:pii"} 1.0' in (
         text
     )
+    assert 'swarm_tasks_total{state="completed"} 2.0' in text
 
 
 async def test_swarm_report_prints_a_table_then_json(redis: Redis) -> None:
