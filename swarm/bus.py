@@ -225,6 +225,7 @@ class Bus:
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(names.DEAD_LETTER_STREAM, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            pipe.hincrby(names.BUS_STATS_KEY, f"dead_lettered|{stream}", 1)
             pipe.xack(stream, group, entry_id)
             pipe.delete(history_key)
             if task_id:
@@ -558,6 +559,7 @@ class Consumer:
                     )
                     continue
                 self.stats.reclaimed += 1
+                await self.redis.hincrby(names.BUS_STATS_KEY, f"reclaimed|{stream}", 1)
                 taken += 1
                 self._spawn(stream, entry_id, fields, deliveries=delivered + 1)
         return taken

@@ -112,6 +112,7 @@ class FleetCollector:
         self.histograms: dict[tuple[str, str], dict[str, float]] = {}
         self.pending: dict[tuple[str, str], int] = {}
         self.task_states: dict[str, float] = {}
+        self.bus: dict[tuple[str, str], float] = {}
 
     def collect(self) -> Iterator[Metric]:
         latency = HistogramMetricFamily(
@@ -133,6 +134,17 @@ class FleetCollector:
         for state, count in sorted(self.task_states.items()):
             states.add_metric([state], count)
         yield states
+        for kind, help_text in (
+            ("reclaimed", "Messages taken over from a consumer that stopped heartbeating."),
+            ("dead_lettered", "Messages moved to the dead-letter stream."),
+        ):
+            family = CounterMetricFamily(
+                f"swarm_messages_{kind}", help_text + " Fleet-wide.", labels=["stream"]
+            )
+            for (counted, stream), count in sorted(self.bus.items()):
+                if counted == kind:
+                    family.add_metric([stream], count)
+            yield family
         pending = GaugeMetricFamily(
             "swarm_pending_messages",
             "Messages delivered to a consumer group and not yet acknowledged.",
@@ -154,6 +166,11 @@ async def refresh(redis: Redis) -> None:
     export_totals(await accounting.totals(redis))
     FLEET.histograms = await accounting.latency_histograms(redis)
     raw: dict[Any, Any] = await redis.hgetall(names.TASK_STATES_KEY)
+    bus: dict[Any, Any] = await redis.hgetall(names.BUS_STATS_KEY)
+    FLEET.bus = {}
+    for key, value in bus.items():
+        kind, _, stream = (key.decode() if isinstance(key, bytes) else str(key)).partition("|")
+        FLEET.bus[(kind, stream)] = float(value)
     FLEET.task_states = {
         (k.decode() if isinstance(k, bytes) else str(k)): float(v) for k, v in raw.items()
     }

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from swarm import names
 from swarm.accounting import record_step, report, totals
+from swarm.bus import Bus
 from swarm.cli import parse_window
 from swarm.errors import ConfigurationError
 from swarm.messages import StepResult, TaskEvent, TokenUsage
@@ -81,6 +82,14 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     await redis.xgroup_create(stream, names.WORKERS_GROUP, id="0", mkstream=True)
     await redis.xadd(stream, {"x": "1"})
     await redis.xreadgroup(names.WORKERS_GROUP, "w1", {stream: ">"}, count=1)
+    await Bus(redis).dead_letter(
+        stream=names.TASKS_STREAM,
+        group=names.ORCHESTRATORS_GROUP,
+        entry_id="1-0",
+        fields={},
+        reason="test",
+        deliveries=5,
+    )
     store = TaskStore(redis)
     for task_id in ("a", "b"):
         await store.create(TaskRecord(id=task_id, input="x"))
@@ -103,6 +112,7 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
         text
     )
     assert 'swarm_tasks_total{state="completed"} 2.0' in text
+    assert 'swarm_messages_dead_lettered_total{stream="swarm:stream:tasks"} 1.0' in text
 
 
 async def test_swarm_report_prints_a_table_then_json(redis: Redis) -> None:

@@ -212,6 +212,10 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliveries(
     assert Envelope.decode(dead[b"payload"]) == message
     assert await pending(redis) == 0
 
+    assert await redis.hgetall(names.BUS_STATS_KEY) == {
+        f"reclaimed|{STREAM}".encode(): b"2",
+        f"dead_lettered|{STREAM}".encode(): b"1",
+    }
     task = await redis.hgetall(names.task_key("task-9"))
     assert task[b"state"] == b"failed"
     assert b"delivered 3 times" in task[b"reason"]
