@@ -124,12 +124,15 @@ class Pipeline:
 
     def run(self) -> DistillResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The held-out set has its own key: resizing it re-evaluates without re-training.
+        heldout = self._heldout()
         key = self._inputs()
         key, labels = self._labels(key)
         key, sizes = self._split(key)
         key, training = self._train(key)
-        key, evaluation = self._evaluate(key)
+        key, evaluation = self._evaluate(_key(key, heldout))
         packaged = self._package(key, evaluation)
+        sizes = {**sizes, "test": len(self._test_set())}
         return DistillResult(
             self.run_dir, self.out_dir if packaged else None, labels, sizes, training,
             evaluation, packaged,
@@ -139,26 +142,44 @@ class Pipeline:
 
     def _inputs(self) -> str:
         o = self.options
-        source = _file_digest(o.data) if o.data else f"generator:{o.examples}:{o.test_examples}"
+        source = _file_digest(o.data) if o.data else f"generator:{o.examples}"
         key = _key("inputs", self.specialist.name, source, o.seed, o.teacher)
         with self._stage("inputs", key) as done:
             if done:
                 return key
             if o.data is not None:
                 inputs = read_examples(o.data)
-                heldout: list[Example] = []
                 where = str(o.data)
             else:
                 assert self.specialist.generate is not None
                 inputs = self.specialist.generate(o.examples, seed=o.seed, heldout=False)
-                heldout = self.specialist.generate(o.test_examples, seed=o.seed + 1, heldout=True)
                 where = "the built-in generator"
             if o.teacher == "endpoint":
                 inputs = [Example(e.input, None, e.meta) for e in inputs]
             write_examples(self.run_dir / "inputs.jsonl", inputs)
-            write_examples(self.run_dir / "heldout.jsonl", heldout)
-            self.say(f"inputs: {len(inputs)} from {where}, {len(heldout)} held out")
+            self.say(f"inputs: {len(inputs)} from {where}")
         return key
+
+    def _heldout(self) -> str:
+        """Test data from templates and sources training never sees (generator mode only)."""
+        o = self.options
+        generated = o.data is None
+        key = _key("heldout", self.specialist.name, o.test_examples if generated else 0, o.seed)
+        with self._stage("heldout", key) as done:
+            if done:
+                return key
+            heldout: list[Example] = []
+            if generated:
+                assert self.specialist.generate is not None
+                heldout = self.specialist.generate(o.test_examples, seed=o.seed + 1, heldout=True)
+            write_examples(self.run_dir / "heldout.jsonl", heldout)
+            self.say(f"heldout: {len(heldout)} examples from unseen templates and sources")
+        return key
+
+    def _test_set(self) -> list[Example]:
+        return _read_optional(self.run_dir / "heldout.jsonl") or read_examples(
+            self.run_dir / "test.jsonl"
+        )
 
     def _labels(self, upstream: str) -> tuple[str, dict[str, Any]]:
         o = self.options
@@ -221,19 +242,16 @@ class Pipeline:
     def _split(self, upstream: str) -> tuple[str, dict[str, int]]:
         o = self.options
         extra = _digest_json([e.to_json() for e in o.extra_train]) if o.extra_train else ""
-        key = _key("split", upstream, o.seed, extra)
+        held_out = o.data is None  # the test set is generated apart, not split off
+        key = _key("split", upstream, o.seed, extra, held_out)
         with self._stage("split", key) as done:
             if done:
                 return key, _read_json(self.run_dir / "split.json")
             labelled = read_examples(self.run_dir / "labelled.jsonl")
-            heldout = _read_optional(self.run_dir / "heldout.jsonl")
-            if heldout:
-                split = split_examples(labelled, validation=0.05, test=0.0, seed=o.seed)
-                split = replace(split, test=heldout)
-            else:
-                split = split_examples(labelled, validation=0.05, test=0.15, seed=o.seed)
+            test_share = 0.0 if held_out else 0.15
+            split = split_examples(labelled, validation=0.05, test=test_share, seed=o.seed)
             train = split.train + list(o.extra_train)
-            if not train or not split.test:
+            if not train or not (held_out or split.test):
                 raise InvalidData(
                     f"too few labelled examples ({len(labelled)}) to split into train and test"
                 )
@@ -241,7 +259,7 @@ class Pipeline:
                                ("test", split.test)):  # fmt: skip
                 write_examples(self.run_dir / f"{name}.jsonl", rows)
             sizes = {"train": len(train), "validation": len(split.validation),
-                     "test": len(split.test), "extra_train": len(o.extra_train)}  # fmt: skip
+                     "extra_train": len(o.extra_train)}  # fmt: skip
             _write_json(self.run_dir / "split.json", sizes)
             self.say(f"split: {_describe(sizes)}")
         return key, sizes
@@ -288,7 +306,7 @@ class Pipeline:
         with self._stage("evaluate", key) as done:
             if done:
                 return key, _read_json(self.run_dir / "eval.json")
-            test = read_examples(self.run_dir / "test.jsonl")
+            test = self._test_set()
             with model_server(self.settings, self.say) as url:
                 reports = asyncio.run(self._eval_all(url, test, f"distill-{key[:12]}"))
             evaluation = eval_document(self.specialist, reports)

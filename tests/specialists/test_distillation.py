@@ -84,7 +84,8 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
     # A re-run does nothing again; a new learning rate re-trains without relabelling.
     _, again = run(settings, "sql", tmp_path, teacher="reference", examples=24, test_examples=4)
     assert [line for line in again if line.endswith(": cached")] == [
-        "inputs: cached", "labels: cached", "split: cached", "train: cached", "evaluate: cached",
+        "heldout: cached", "inputs: cached", "labels: cached", "split: cached", "train: cached",
+        "evaluate: cached",
     ]  # fmt: skip
     assert any("already holds these weights" in line for line in again)
 
