@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections.abc import Collection
@@ -47,6 +48,10 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 LOAD_RETRY_STATUS = frozenset({429, 502, 503, 504})
 """vLLM answers a failed adapter load with 500; that is the adapter's fault, not transient."""
 HEALTH_TIMEOUT_S = 5.0
+REPLICA_REFRESH_S = 5.0
+"""How often the client re-reads which adapters each vLLM replica has loaded."""
+REPLICA_DOWN_S = 10.0
+"""How long a replica that refused a connection is skipped."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,11 @@ def parse_json_output(text: str, schema: dict[str, Any]) -> Any:
 
 
 class ModelClient:
-    """Chat completions and LoRA management against an OpenAI-compatible server.
+    """Chat completions and LoRA management against one or more OpenAI-compatible servers.
 
-    ``settings.vllm_urls`` may list several servers for scale-out; today every call goes to
-    the first (see :meth:`_route`), the one place where routing by adapter will go.
+    With several ``settings.vllm_urls`` (vLLM replicas), each call goes to a replica that has
+    the requested adapter loaded, the least busy among them, skipping replicas that refused a
+    connection lately (:meth:`_route`); adapters are loaded into every replica.
     """
 
     def __init__(
@@ -119,6 +125,11 @@ class ModelClient:
         self.retries = settings.model_retries if retries is None else retries
         self.timeout_s = settings.model_timeout_s if timeout_s is None else timeout_s
         self._http = httpx.AsyncClient(headers=headers, timeout=self.timeout_s)
+        # Replica routing state (only used with several SWARM_VLLM_URLS).
+        self._loaded: dict[str, set[str]] = {}
+        self._inflight: dict[str, int] = {}
+        self._down_until: dict[str, float] = {}
+        self._refreshed_at = -math.inf
 
     @property
     def base_url(self) -> str:
@@ -175,6 +186,7 @@ class ModelClient:
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": output_schema, "strict": True},
             }
+        await self._refresh_replicas()
         started = time.perf_counter()
         data = await self._request("POST", "/v1/chat/completions", body, timeout_s=timeout_s)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -215,30 +227,43 @@ class ModelClient:
         Needs ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` on the server (``swarm serve-model`` sets it).
         Raises :class:`InvalidAdapter` when vLLM cannot load the files, with vLLM's reason.
         """
-        try:
-            await self._request(
-                "POST",
-                "/v1/load_lora_adapter",
-                {"lora_name": lora_name, "lora_path": path},
-                retry_status=LOAD_RETRY_STATUS,
-                raw_refusals=True,
-            )
-        except _Refused as exc:
-            if exc.status in (404, 500):
-                raise InvalidAdapter(lora_name, f"vLLM could not load it: {exc.detail}") from exc
-            raise exc.translated() from exc
+        for url in self.urls:  # every replica, so any of them can take the adapter's calls
+            try:
+                await self._request(
+                    "POST",
+                    "/v1/load_lora_adapter",
+                    {"lora_name": lora_name, "lora_path": path},
+                    retry_status=LOAD_RETRY_STATUS,
+                    raw_refusals=True,
+                    base=url,
+                )
+            except _Refused as exc:
+                if exc.status in (404, 500):
+                    raise InvalidAdapter(
+                        lora_name, f"vLLM could not load it: {exc.detail}"
+                    ) from exc
+                raise exc.translated() from exc
+            self._loaded.setdefault(url, set()).add(lora_name)
 
     async def unload_adapter(self, lora_name: str) -> bool:
         """Unload a LoRA; returns False if the server did not have it (nothing to do)."""
-        try:
-            await self._request(
-                "POST", "/v1/unload_lora_adapter", {"lora_name": lora_name}, raw_refusals=True
-            )
-        except _Refused as exc:
-            if exc.status == 404:
-                return False
-            raise exc.translated() from exc
-        return True
+        unloaded = False
+        for url in self.urls:
+            self._loaded.get(url, set()).discard(lora_name)
+            try:
+                await self._request(
+                    "POST",
+                    "/v1/unload_lora_adapter",
+                    {"lora_name": lora_name},
+                    raw_refusals=True,
+                    base=url,
+                )
+            except _Refused as exc:
+                if exc.status == 404:
+                    continue
+                raise exc.translated() from exc
+            unloaded = True
+        return unloaded
 
     async def list_models(self) -> list[str]:
         """Names the server answers to: the base model and every loaded LoRA."""
@@ -259,8 +284,33 @@ class ModelClient:
         return response.status_code == 200
 
     def _route(self, body: Any) -> str:
-        """The server for one request; the hook for routing adapters across servers."""
-        return self.urls[0]
+        """Adapter affinity: among replicas not marked down, prefer those that list the model,
+        then the one with the fewest calls in flight (the first, on a tie)."""
+        if len(self.urls) == 1:
+            return self.urls[0]
+        now = time.monotonic()
+        candidates = [u for u in self.urls if self._down_until.get(u, 0.0) <= now] or self.urls
+        model = body.get("model") if isinstance(body, dict) else None
+        if model:
+            with_model = [u for u in candidates if model in self._loaded.get(u, ())]
+            candidates = with_model or candidates
+        return min(candidates, key=lambda u: self._inflight.get(u, 0))
+
+    async def _refresh_replicas(self) -> None:
+        """Which adapters each replica has loaded, at most every REPLICA_REFRESH_S."""
+        now = time.monotonic()
+        if len(self.urls) == 1 or now - self._refreshed_at < REPLICA_REFRESH_S:
+            return
+        self._refreshed_at = now
+
+        async def one(url: str) -> None:
+            try:
+                response = await self._http.get(f"{url}/v1/models", timeout=HEALTH_TIMEOUT_S)
+                self._loaded[url] = {str(m["id"]) for m in response.json()["data"]}
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                self._down_until[url] = time.monotonic() + REPLICA_DOWN_S
+
+        await asyncio.gather(*(one(url) for url in self.urls))
 
     async def _request(
         self,
@@ -271,13 +321,15 @@ class ModelClient:
         timeout_s: float | None = None,
         retry_status: Collection[int] = RETRY_STATUS,
         raw_refusals: bool = False,
+        base: str | None = None,
     ) -> Any:
         """Send with retries and backoff on connection errors and retryable statuses.
 
         Any other 4xx/5xx raises its translated swarm error, or with ``raw_refusals`` a
         :class:`_Refused` for the caller to translate in its own terms.
         """
-        base = self._route(body)
+        pinned = base is not None
+        base = base or self._route(body)
         url = f"{base}{path}"
         # An explicit timeout_s is the caller's whole budget (a step's deadline): retries must
         # fit inside it. Otherwise each attempt gets the configured model timeout.
@@ -295,10 +347,17 @@ class ModelClient:
             if budget_end is not None:
                 timeout = max(budget_end - time.monotonic(), 0.001)
             attempts += 1
+            sent_to = base
+            self._inflight[sent_to] = self._inflight.get(sent_to, 0) + 1
             try:
                 response = await self._http.request(method, url, json=body, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 last = f"cannot connect to {base}: {type(exc).__name__}: {exc}"
+                if not pinned and len(self.urls) > 1:
+                    # Skip this replica for a while; the retry goes to another one.
+                    self._down_until[base] = time.monotonic() + REPLICA_DOWN_S
+                    base = self._route(body)
+                    url = f"{base}{path}"
                 continue
             except httpx.TimeoutException as exc:
                 raise ModelUnavailable(f"{url} timed out after {timeout:g}s") from exc
@@ -306,6 +365,8 @@ class ModelClient:
                 # The connection broke mid-request (server restart, reset): worth a retry.
                 last = f"connection to {base} failed: {type(exc).__name__}: {exc}"
                 continue
+            finally:
+                self._inflight[sent_to] -= 1
             if response.status_code in retry_status:
                 last = f"{url} answered {response.status_code}: {_detail(response)}"
                 continue

@@ -88,7 +88,7 @@ def server_command(settings: Settings, model: str) -> list[str]:
         "--served-model-name",
         served_base_name(settings),
         "--host",
-        "127.0.0.1",
+        settings.vllm_host,
         "--port",
         str(settings.vllm_port),
         "--enable-lora",

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     vllm_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Which vLLM build serve-model uses; auto picks gpu if CUDA is present."
     )
+    vllm_host: str = Field("127.0.0.1", description="Address `swarm serve-model` binds.")
     vllm_port: int = Field(8000, description="Port that `swarm serve-model` listens on.")
     vllm_extra_args: str = Field("", description="Extra arguments passed to the vLLM server.")
     vllm_startup_timeout_s: float = Field(300.0, description="How long serve-model waits.")

@@ -35,9 +35,11 @@ def completion(content: str, *, finish_reason: str = "stop") -> dict[str, Any]:
 
 
 class Stub:
-    def __init__(self, replies: list[Reply] | Reply) -> None:
+    def __init__(self, replies: list[Reply] | Reply, models: list[str] | None = None) -> None:
         self.replies = replies
         self.requests: list[dict[str, Any]] = []
+        self.models = list(models or ["base"])
+        """What GET /v1/models lists; POST /v1/load_lora_adapter adds to it."""
         self.url = ""
 
     def next_reply(self, body: dict[str, Any]) -> tuple[int, Any]:
@@ -49,9 +51,20 @@ class Stub:
 
 
 @contextmanager
-def openai_stub(replies: list[Reply] | Reply, port: int) -> Iterator[Stub]:
-    stub = Stub(replies)
+def openai_stub(
+    replies: list[Reply] | Reply, port: int, *, models: list[str] | None = None
+) -> Iterator[Stub]:
+    stub = Stub(replies, models)
     app = FastAPI()
+
+    @app.get("/v1/models")
+    async def list_models() -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": m} for m in stub.models]})
+
+    @app.post("/v1/load_lora_adapter")
+    async def load(request: Request) -> JSONResponse:
+        stub.models.append(str((await request.json())["lora_name"]))
+        return JSONResponse({})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:

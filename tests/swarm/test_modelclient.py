@@ -241,3 +241,60 @@ async def test_schema_constrained_call_on_real_vllm(vllm_server: VllmServer) -> 
     assert isinstance(result.json["city"], str)
     assert result.logprobs and all(lp <= 0 for lp in result.logprobs)
     assert result.usage.completion_tokens > 0
+
+
+def two_replicas() -> Any:
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    ok = lambda _b: (200, completion('{"a": 1}'))  # noqa: E731
+    first = stack.enter_context(openai_stub(ok, free_port(), models=["base"]))
+    second = stack.enter_context(openai_stub(ok, free_port(), models=["base", "sql-v1"]))
+    return stack, first, second
+
+
+async def test_replica_routing_prefers_the_replica_with_the_adapter_loaded() -> None:
+    stack, first, second = two_replicas()
+    with stack:
+        settings = Settings(vllm_urls=[first.url, second.url])
+        async with ModelClient(settings, retries=0) as client:
+            for _ in range(3):
+                await client.chat("sql-v1", [{"role": "user", "content": "q"}])
+            await client.chat("base", [{"role": "user", "content": "q"}])
+            # Loading puts the adapter on every replica; after that either one may serve it.
+            await client.load_adapter("pii-v1", "/adapters/pii")
+    assert [r["model"] for r in second.requests] == ["sql-v1"] * 3
+    assert [r["model"] for r in first.requests] == ["base"]
+    assert "pii-v1" in first.models and "pii-v1" in second.models
+
+
+async def test_replica_routing_falls_back_to_the_least_busy_replica() -> None:
+    slow_started = asyncio.Event()
+
+    def slow(_body: dict[str, Any]) -> tuple[int, Any]:
+        slow_started.set()
+        time.sleep(0.5)
+        return 200, completion('{"a": 1}')
+
+    with (
+        openai_stub(slow, free_port()) as first,
+        openai_stub(lambda _b: (200, completion('{"a": 1}')), free_port()) as second,
+    ):
+        settings = Settings(vllm_urls=[first.url, second.url])
+        async with ModelClient(settings, retries=0) as client:
+            busy = asyncio.create_task(client.chat("base", [{"role": "user", "content": "1"}]))
+            await asyncio.sleep(0.2)  # the first replica now has a call in flight
+            await client.chat("nowhere-loaded", [{"role": "user", "content": "2"}])
+            await busy
+    assert len(first.requests) == 1 and len(second.requests) == 1
+
+
+async def test_a_down_replica_is_skipped() -> None:
+    with openai_stub(lambda _b: (200, completion('{"a": 1}')), free_port()) as alive:
+        dead = f"http://127.0.0.1:{free_port()}"
+        settings = Settings(vllm_urls=[dead, alive.url])
+        async with ModelClient(settings, retries=2) as client:
+            for _ in range(3):
+                reply = await client.chat("base", [{"role": "user", "content": "q"}])
+                assert reply.text == '{"a": 1}'
+    assert len(alive.requests) == 3
