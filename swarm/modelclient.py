@@ -15,18 +15,22 @@ Errors are translated at this boundary:
   any other 4xx: :class:`UserError` with the server's message;
 - an adapter vLLM cannot load (it answers 500 or 404 to ``load_lora_adapter``):
   :class:`InvalidAdapter`, not retried, because loading the same files again fails again.
+
+Several servers (``SWARM_VLLM_URLS`` lists vLLM replicas) are routed by adapter affinity; see
+:meth:`ModelClient._route`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import jsonschema
@@ -41,6 +45,8 @@ from swarm.errors import (
 )
 from swarm.settings import Settings
 
+T = TypeVar("T")
+
 BACKOFF_BASE_S = 0.25
 BACKOFF_MAX_S = 4.0
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -49,9 +55,12 @@ LOAD_RETRY_STATUS = frozenset({429, 502, 503, 504})
 """vLLM answers a failed adapter load with 500; that is the adapter's fault, not transient."""
 HEALTH_TIMEOUT_S = 5.0
 REPLICA_REFRESH_S = 5.0
-"""How often the client re-reads which adapters each vLLM replica has loaded."""
+"""How long what a replica's ``/v1/models`` said is trusted before it is read again."""
 REPLICA_DOWN_S = 10.0
-"""How long a replica that refused a connection is skipped."""
+"""How long a replica that refused a connection is passed over (unless every one is)."""
+ALREADY_LOADED = "has already been loaded"
+"""vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
+so for us that is success."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +107,25 @@ def parse_json_output(text: str, schema: dict[str, Any]) -> Any:
     return value
 
 
+@dataclass
+class _Replica:
+    """What one client knows about one model server, for routing."""
+
+    url: str
+    models: set[str] = field(default_factory=set)
+    """Names it serves: from its ``/v1/models``, this client's loads and its answered calls."""
+    in_flight: int = 0
+    down_until: float = 0.0
+    """Passed over until then (monotonic clock), after it refused a connection."""
+
+
 class ModelClient:
     """Chat completions and LoRA management against one or more OpenAI-compatible servers.
 
     With several ``settings.vllm_urls`` (vLLM replicas), each call goes to a replica that has
-    the requested adapter loaded, the least busy among them, skipping replicas that refused a
-    connection lately (:meth:`_route`); adapters are loaded into every replica.
+    the requested adapter loaded, the least busy among them, passing over replicas that refused
+    a connection lately (:meth:`_route`); a call whose replica fails moves to another at once.
+    Adapters are loaded into every reachable replica.
     """
 
     def __init__(
@@ -125,11 +147,11 @@ class ModelClient:
         self.retries = settings.model_retries if retries is None else retries
         self.timeout_s = settings.model_timeout_s if timeout_s is None else timeout_s
         self._http = httpx.AsyncClient(headers=headers, timeout=self.timeout_s)
-        # Replica routing state (only used with several SWARM_VLLM_URLS).
-        self._loaded: dict[str, set[str]] = {}
-        self._inflight: dict[str, int] = {}
-        self._down_until: dict[str, float] = {}
+        self._replicas = {url: _Replica(url) for url in self.urls}
+        self._turn = 0  # breaks ties between equally busy replicas in turn
         self._refreshed_at = -math.inf
+        self._refreshing: asyncio.Task[None] | None = None
+        self._known = False  # whether every replica's /v1/models has been asked once
 
     @property
     def base_url(self) -> str:
@@ -137,6 +159,11 @@ class ModelClient:
         return self.urls[0]
 
     async def aclose(self) -> None:
+        task = self._refreshing
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await task  # RuntimeError: it belonged to an event loop that is gone
         await self._http.aclose()
 
     async def __aenter__(self) -> ModelClient:
@@ -225,9 +252,16 @@ class ModelClient:
         """Load LoRA weights from ``path`` (as the server sees it) under ``lora_name``.
 
         Needs ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` on the server (``swarm serve-model`` sets it).
-        Raises :class:`InvalidAdapter` when vLLM cannot load the files, with vLLM's reason.
+        With several replicas it goes into every one that answers, so any of them can take the
+        adapter's calls; one that was down is filled in later, because :meth:`list_models` then
+        lacks the name and the registry loads it again. A name a server already serves counts as
+        loaded there.
+
+        Raises :class:`InvalidAdapter` when vLLM cannot load the files, with vLLM's reason, and
+        :class:`ModelUnavailable` when no replica could be reached.
         """
-        for url in self.urls:  # every replica, so any of them can take the adapter's calls
+
+        async def load(replica: _Replica) -> bool:
             try:
                 await self._request(
                     "POST",
@@ -235,82 +269,156 @@ class ModelClient:
                     {"lora_name": lora_name, "lora_path": path},
                     retry_status=LOAD_RETRY_STATUS,
                     raw_refusals=True,
-                    base=url,
+                    base=replica.url,
                 )
             except _Refused as exc:
-                if exc.status in (404, 500):
+                if exc.status == 400 and ALREADY_LOADED in exc.detail:
+                    pass
+                elif exc.status in (404, 500):
                     raise InvalidAdapter(
                         lora_name, f"vLLM could not load it: {exc.detail}"
                     ) from exc
-                raise exc.translated() from exc
-            self._loaded.setdefault(url, set()).add(lora_name)
+                else:
+                    raise exc.translated() from exc
+            replica.models.add(lora_name)
+            return True
+
+        await self._on_every_replica(load)
 
     async def unload_adapter(self, lora_name: str) -> bool:
-        """Unload a LoRA; returns False if the server did not have it (nothing to do)."""
-        unloaded = False
-        for url in self.urls:
-            self._loaded.get(url, set()).discard(lora_name)
+        """Unload a LoRA from every replica; False if none had it (nothing to do).
+
+        A replica that cannot be reached is left out as long as another one answered.
+        """
+
+        async def unload(replica: _Replica) -> bool:
+            replica.models.discard(lora_name)
             try:
                 await self._request(
                     "POST",
                     "/v1/unload_lora_adapter",
                     {"lora_name": lora_name},
                     raw_refusals=True,
-                    base=url,
+                    base=replica.url,
                 )
             except _Refused as exc:
                 if exc.status == 404:
-                    continue
+                    return False
                 raise exc.translated() from exc
-            unloaded = True
-        return unloaded
+            return True
+
+        return any(await self._on_every_replica(unload))
 
     async def list_models(self) -> list[str]:
-        """Names the server answers to: the base model and every loaded LoRA."""
-        data = await self._request("GET", "/v1/models")
-        try:
-            return [str(m["id"]) for m in data["data"]]
-        except (KeyError, TypeError) as exc:
-            raise ModelUnavailable(f"{self.base_url}/v1/models answered {data!r:.200}") from exc
+        """Names the server answers to: the base model and every loaded LoRA.
+
+        With several replicas: the names that every reachable replica serves, so that a replica
+        which restarted (and forgot its runtime-loaded adapters) makes the registry load them
+        again. Raises :class:`ModelUnavailable` only when no replica answers.
+        """
+
+        async def read(replica: _Replica) -> list[str]:
+            data = await self._request("GET", "/v1/models", base=replica.url)
+            try:
+                names = [str(m["id"]) for m in data["data"]]
+            except (KeyError, TypeError) as exc:
+                raise ModelUnavailable(f"{replica.url}/v1/models answered {data!r:.200}") from exc
+            replica.models = set(names)
+            return names
+
+        lists = await self._on_every_replica(read)
+        common = set.intersection(*(set(names) for names in lists))
+        return [name for name in lists[0] if name in common]
 
     async def health(self) -> bool:
-        """True when the server answers ``/health`` with 200; never raises."""
-        try:
-            response = await self._http.get(
-                f"{self.base_url}/health", timeout=min(HEALTH_TIMEOUT_S, self.timeout_s)
-            )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        """True when a server (any replica) answers ``/health`` with 200; never raises."""
 
-    def _route(self, body: Any) -> str:
-        """Adapter affinity: among replicas not marked down, prefer those that list the model,
-        then the one with the fewest calls in flight (the first, on a tie)."""
+        async def healthy(url: str) -> bool:
+            try:
+                response = await self._http.get(
+                    f"{url}/health", timeout=min(HEALTH_TIMEOUT_S, self.timeout_s)
+                )
+            except httpx.HTTPError:
+                return False
+            return response.status_code == 200
+
+        return any(await asyncio.gather(*(healthy(url) for url in self.urls)))
+
+    async def _on_every_replica(self, call: Callable[[_Replica], Awaitable[T]]) -> list[T]:
+        """``call`` on every replica at once; the answers of those that could be reached.
+
+        A replica that cannot be reached is left out while another answers; any other error is
+        raised (the first, in replica order).
+        """
+        outcomes = await asyncio.gather(
+            *(call(replica) for replica in self._replicas.values()), return_exceptions=True
+        )
+        answers = [o for o in outcomes if not isinstance(o, BaseException)]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for error in errors:
+            if not isinstance(error, ModelUnavailable):
+                raise error
+        if errors and not answers:
+            raise errors[0]
+        return answers
+
+    def _route(self, body: Any, *, avoid: Collection[str] = ()) -> str:
+        """The server for one call: adapter affinity first, then the fewest calls in flight.
+
+        Among the replicas not passed over (one that refused a connection within
+        ``REPLICA_DOWN_S``, or one this call already failed on), those that serve
+        ``body["model"]`` are preferred, so an adapter's calls stay where it is loaded; then the
+        one with the fewest calls in flight from this client. Equally busy replicas take turns,
+        so that idle ones share the work. With no better choice, any replica: the call then
+        fails with the real error.
+        """
         if len(self.urls) == 1:
             return self.urls[0]
         now = time.monotonic()
-        candidates = [u for u in self.urls if self._down_until.get(u, 0.0) <= now] or self.urls
+        replicas = list(self._replicas.values())
+        untried = [r for r in replicas if r.url not in avoid] or replicas
+        pool = [r for r in untried if r.down_until <= now] or untried
         model = body.get("model") if isinstance(body, dict) else None
         if model:
-            with_model = [u for u in candidates if model in self._loaded.get(u, ())]
-            candidates = with_model or candidates
-        return min(candidates, key=lambda u: self._inflight.get(u, 0))
+            pool = [r for r in pool if model in r.models] or pool
+        least = min(r.in_flight for r in pool)
+        ties = [r for r in pool if r.in_flight == least]
+        self._turn += 1
+        return ties[self._turn % len(ties)].url
 
     async def _refresh_replicas(self) -> None:
-        """Which adapters each replica has loaded, at most every REPLICA_REFRESH_S."""
-        now = time.monotonic()
-        if len(self.urls) == 1 or now - self._refreshed_at < REPLICA_REFRESH_S:
+        """Re-read every replica's ``/v1/models`` once the last reading is REPLICA_REFRESH_S old.
+
+        The first reading is awaited, so that the first call is already routed by affinity;
+        later ones run in the background, so a slow or unreachable replica never delays a call.
+        """
+        if len(self.urls) == 1:
             return
-        self._refreshed_at = now
+        now = time.monotonic()
+        idle = self._refreshing is None or self._refreshing.done()
+        if idle and now - self._refreshed_at >= REPLICA_REFRESH_S:
+            self._refreshed_at = now
+            self._refreshing = asyncio.create_task(self._read_replicas())
+        if not self._known and self._refreshing is not None:
+            await asyncio.shield(self._refreshing)
 
-        async def one(url: str) -> None:
+    async def _read_replicas(self) -> None:
+        async def read(replica: _Replica) -> None:
             try:
-                response = await self._http.get(f"{url}/v1/models", timeout=HEALTH_TIMEOUT_S)
-                self._loaded[url] = {str(m["id"]) for m in response.json()["data"]}
+                response = await self._http.get(
+                    f"{replica.url}/v1/models", timeout=min(HEALTH_TIMEOUT_S, self.timeout_s)
+                )
+                names = {str(m["id"]) for m in response.json()["data"]}
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                replica.down_until = time.monotonic() + REPLICA_DOWN_S
+                return
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                self._down_until[url] = time.monotonic() + REPLICA_DOWN_S
+                return  # busy, or answering oddly: keep what we knew
+            replica.models = names
+            replica.down_until = 0.0
 
-        await asyncio.gather(*(one(url) for url in self.urls))
+        await asyncio.gather(*(read(replica) for replica in self._replicas.values()))
+        self._known = True
 
     async def _request(
         self,
@@ -325,56 +433,82 @@ class ModelClient:
     ) -> Any:
         """Send with retries and backoff on connection errors and retryable statuses.
 
+        Unless ``base`` pins the server, each attempt is routed by :meth:`_route`: a replica the
+        call failed on is avoided for the rest of the call, and moving on to a replica not yet
+        tried happens at once and uses up no retry. Going back to one already tried is a retry,
+        after a backoff.
+
         Any other 4xx/5xx raises its translated swarm error, or with ``raw_refusals`` a
         :class:`_Refused` for the caller to translate in its own terms.
         """
-        pinned = base is not None
-        base = base or self._route(body)
-        url = f"{base}{path}"
+        model = body.get("model") if isinstance(body, dict) else None
+        several = len(self.urls) > 1
         # An explicit timeout_s is the caller's whole budget (a step's deadline): retries must
         # fit inside it. Otherwise each attempt gets the configured model timeout.
         budget_end = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        tried: set[str] = set()
+        failed: set[str] = set()
+        retried = 0
         last = ""
         attempts = 0
-        for attempt in range(self.retries + 1):
-            timeout = self.timeout_s
-            if attempt:
-                delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+        while True:
+            target = base if base is not None else self._route(body, avoid=failed)
+            if target in tried:
+                if retried == self.retries:
+                    break
+                retried += 1
+                delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (retried - 1))
                 delay *= 0.5 + random.random() / 2
                 if budget_end is not None and time.monotonic() + delay >= budget_end:
                     break
                 await asyncio.sleep(delay)
+            elif attempts and budget_end is not None and time.monotonic() >= budget_end:
+                break
+            timeout = self.timeout_s
             if budget_end is not None:
                 timeout = max(budget_end - time.monotonic(), 0.001)
+            tried.add(target)
             attempts += 1
-            sent_to = base
-            self._inflight[sent_to] = self._inflight.get(sent_to, 0) + 1
+            url = f"{target}{path}"
+            replica = self._replicas[target]
+            replica.in_flight += 1
             try:
                 response = await self._http.request(method, url, json=body, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                last = f"cannot connect to {base}: {type(exc).__name__}: {exc}"
-                if not pinned and len(self.urls) > 1:
-                    # Skip this replica for a while; the retry goes to another one.
-                    self._down_until[base] = time.monotonic() + REPLICA_DOWN_S
-                    base = self._route(body)
-                    url = f"{base}{path}"
+                last = f"cannot connect to {target}: {type(exc).__name__}: {exc}"
+                failed.add(target)
+                if several:  # pass it over for a while; other calls go elsewhere too
+                    replica.down_until = time.monotonic() + REPLICA_DOWN_S
                 continue
             except httpx.TimeoutException as exc:
                 raise ModelUnavailable(f"{url} timed out after {timeout:g}s") from exc
             except httpx.TransportError as exc:
                 # The connection broke mid-request (server restart, reset): worth a retry.
-                last = f"connection to {base} failed: {type(exc).__name__}: {exc}"
+                last = f"connection to {target} failed: {type(exc).__name__}: {exc}"
+                failed.add(target)
                 continue
             finally:
-                self._inflight[sent_to] -= 1
+                replica.in_flight -= 1
             if response.status_code in retry_status:
                 last = f"{url} answered {response.status_code}: {_detail(response)}"
+                failed.add(target)
                 continue
+            if response.status_code == 404 and model and several and base is None:
+                # Our picture of this replica was stale; another one may serve the model.
+                replica.models.discard(model)
+                others = [r for r in self._replicas.values() if r.url not in tried]
+                if any(model in r.models for r in others):
+                    last = f"{url} answered 404: {_detail(response)}"
+                    failed.add(target)
+                    continue
             if response.status_code >= 400:
                 refused = _Refused(url, response.status_code, _detail(response), body)
                 if raw_refusals and response.status_code not in (401, 403):
                     raise refused
                 raise refused.translated()
+            replica.down_until = 0.0
+            if model:
+                replica.models.add(str(model))  # it answered for the model, so it has it now
             if "json" not in response.headers.get("content-type", ""):
                 return response.text
             try:

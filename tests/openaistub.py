@@ -35,11 +35,21 @@ def completion(content: str, *, finish_reason: str = "stop") -> dict[str, Any]:
 
 
 class Stub:
-    def __init__(self, replies: list[Reply] | Reply, models: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        replies: list[Reply] | Reply,
+        models: list[str] | None = None,
+        *,
+        listed_only: bool = False,
+    ) -> None:
         self.replies = replies
         self.requests: list[dict[str, Any]] = []
         self.models = list(models or ["base"])
-        """What GET /v1/models lists; POST /v1/load_lora_adapter adds to it."""
+        """What GET /v1/models lists; load_lora_adapter adds to it, unload removes from it."""
+        self.listed_only = listed_only
+        """Answer chat calls for a model not in :attr:`models` with vLLM's 404."""
+        self.adapter_calls: list[tuple[str, dict[str, Any]]] = []
+        """Every load/unload request, as (path, body)."""
         self.url = ""
 
     def next_reply(self, body: dict[str, Any]) -> tuple[int, Any]:
@@ -52,23 +62,50 @@ class Stub:
 
 @contextmanager
 def openai_stub(
-    replies: list[Reply] | Reply, port: int, *, models: list[str] | None = None
+    replies: list[Reply] | Reply,
+    port: int,
+    *,
+    models: list[str] | None = None,
+    listed_only: bool = False,
 ) -> Iterator[Stub]:
-    stub = Stub(replies, models)
+    stub = Stub(replies, models, listed_only=listed_only)
     app = FastAPI()
 
     @app.get("/v1/models")
     async def list_models() -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": m} for m in stub.models]})
 
+    # Load and unload answer as vLLM 0.32 does, errors included.
     @app.post("/v1/load_lora_adapter")
     async def load(request: Request) -> JSONResponse:
-        stub.models.append(str((await request.json())["lora_name"]))
-        return JSONResponse({})
+        body = await request.json()
+        stub.adapter_calls.append(("/v1/load_lora_adapter", body))
+        name = str(body["lora_name"])
+        if name in stub.models:
+            message = f"The lora adapter '{name}' has already been loaded."
+            return JSONResponse({"error": {"message": message, "code": 400}}, status_code=400)
+        stub.models.append(name)
+        return JSONResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload(request: Request) -> JSONResponse:
+        body = await request.json()
+        stub.adapter_calls.append(("/v1/unload_lora_adapter", body))
+        name = str(body["lora_name"])
+        if name not in stub.models:
+            message = f"The lora adapter '{name}' cannot be found."
+            return JSONResponse({"error": {"message": message, "code": 404}}, status_code=404)
+        stub.models.remove(name)
+        return JSONResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
-        status, body = stub.next_reply(await request.json())
+        sent = await request.json()
+        if stub.listed_only and sent.get("model") not in stub.models:
+            stub.requests.append(sent)
+            message = f"The model `{sent.get('model')}` does not exist."
+            return JSONResponse({"error": {"message": message, "code": 404}}, status_code=404)
+        status, body = stub.next_reply(sent)
         return JSONResponse(body, status_code=status)
 
     @app.get("/health")

@@ -243,58 +243,136 @@ async def test_schema_constrained_call_on_real_vllm(vllm_server: VllmServer) -> 
     assert result.usage.completion_tokens > 0
 
 
-def two_replicas() -> Any:
-    from contextlib import ExitStack
+# Several replicas: two real OpenAI-compatible servers (the stub) behind one client.
 
-    stack = ExitStack()
-    ok = lambda _b: (200, completion('{"a": 1}'))  # noqa: E731
-    first = stack.enter_context(openai_stub(ok, free_port(), models=["base"]))
-    second = stack.enter_context(openai_stub(ok, free_port(), models=["base", "sql-v1"]))
-    return stack, first, second
+ANSWER = '{"a": 1}'
 
 
-async def test_replica_routing_prefers_the_replica_with_the_adapter_loaded() -> None:
-    stack, first, second = two_replicas()
-    with stack:
-        settings = Settings(vllm_urls=[first.url, second.url])
-        async with ModelClient(settings, retries=0) as client:
-            for _ in range(3):
-                await client.chat("sql-v1", [{"role": "user", "content": "q"}])
-            await client.chat("base", [{"role": "user", "content": "q"}])
-            # Loading puts the adapter on every replica; after that either one may serve it.
-            await client.load_adapter("pii-v1", "/adapters/pii")
-    assert [r["model"] for r in second.requests] == ["sql-v1"] * 3
-    assert [r["model"] for r in first.requests] == ["base"]
-    assert "pii-v1" in first.models and "pii-v1" in second.models
+def answer(_body: dict[str, Any]) -> tuple[int, Any]:
+    return 200, completion(ANSWER)
 
 
-async def test_replica_routing_falls_back_to_the_least_busy_replica() -> None:
-    slow_started = asyncio.Event()
+def models_sent(stub: Any) -> list[str]:
+    return [r["model"] for r in stub.requests]
 
-    def slow(_body: dict[str, Any]) -> tuple[int, Any]:
-        slow_started.set()
-        time.sleep(0.5)
-        return 200, completion('{"a": 1}')
 
+async def ask(client: ModelClient, model: str) -> None:
+    reply = await client.chat(model, MESSAGES)
+    assert reply.text == ANSWER
+
+
+async def test_routing_prefers_the_replica_with_the_adapter_loaded() -> None:
     with (
-        openai_stub(slow, free_port()) as first,
-        openai_stub(lambda _b: (200, completion('{"a": 1}')), free_port()) as second,
+        openai_stub(answer, free_port(), models=["base"]) as first,
+        openai_stub(answer, free_port(), models=["base", "sql-v1"]) as second,
     ):
         settings = Settings(vllm_urls=[first.url, second.url])
         async with ModelClient(settings, retries=0) as client:
-            busy = asyncio.create_task(client.chat("base", [{"role": "user", "content": "1"}]))
-            await asyncio.sleep(0.2)  # the first replica now has a call in flight
-            await client.chat("nowhere-loaded", [{"role": "user", "content": "2"}])
+            for _ in range(4):
+                await ask(client, "sql-v1")
+            for _ in range(2):
+                await ask(client, "base")
+    assert models_sent(second) == ["sql-v1"] * 4 + ["base"]
+    assert models_sent(first) == ["base"]  # both serve the base model: idle replicas take turns
+
+
+async def test_routing_falls_back_to_the_least_busy_replica() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(body: dict[str, Any]) -> tuple[int, Any]:
+        started.set()
+        release.wait(10)  # holds the call in flight on the first replica
+        return answer(body)
+
+    with (
+        openai_stub(slow, free_port(), models=["base", "busy-v1"]) as first,
+        openai_stub(answer, free_port(), models=["base"]) as second,
+    ):
+        settings = Settings(vllm_urls=[first.url, second.url])
+        async with ModelClient(settings, retries=0) as client:
+            busy = asyncio.create_task(ask(client, "busy-v1"))  # only the first one has it
+            assert await asyncio.to_thread(started.wait, 5)
+            # No replica has "nowhere-loaded": the one with no call in flight takes them all.
+            for _ in range(3):
+                await ask(client, "nowhere-loaded")
+            release.set()
             await busy
-    assert len(first.requests) == 1 and len(second.requests) == 1
+    assert models_sent(first) == ["busy-v1"]
+    assert models_sent(second) == ["nowhere-loaded"] * 3
 
 
 async def test_a_down_replica_is_skipped() -> None:
-    with openai_stub(lambda _b: (200, completion('{"a": 1}')), free_port()) as alive:
+    with openai_stub(answer, free_port()) as alive:
         dead = f"http://127.0.0.1:{free_port()}"
         settings = Settings(vllm_urls=[dead, alive.url])
-        async with ModelClient(settings, retries=2) as client:
+        async with ModelClient(settings, retries=0) as client:
+            for _ in range(5):
+                await ask(client, "base")  # no retries allowed: the dead one is never picked
+            assert client._replicas[dead].down_until > time.monotonic()  # passed over for now
+            assert await client.health() is True  # one replica answers
+    assert len(alive.requests) == 5
+
+
+async def test_a_replica_that_dies_mid_way_costs_no_retry() -> None:
+    with openai_stub(answer, free_port()) as survivor:
+        with openai_stub(answer, free_port()) as doomed:
+            settings = Settings(vllm_urls=[doomed.url, survivor.url])
+            client = ModelClient(settings, retries=0)
+            await ask(client, "base")  # both replicas are known to be up
+        # The doomed replica is gone, unnoticed: the call routed to it moves on at once.
+        before = len(survivor.requests)
+        for _ in range(4):
+            await ask(client, "base")
+        await client.aclose()
+    assert len(survivor.requests) == before + 4
+
+
+async def test_a_stale_picture_of_a_replica_is_corrected_by_its_404() -> None:
+    with (
+        openai_stub(answer, free_port(), models=["base", "pii-v1"], listed_only=True) as first,
+        openai_stub(answer, free_port(), models=["base", "pii-v1"], listed_only=True) as second,
+    ):
+        settings = Settings(vllm_urls=[first.url, second.url])
+        async with ModelClient(settings, retries=0) as client:
+            await ask(client, "base")
+            first.models.remove("pii-v1")  # say it restarted, and the client has not looked yet
             for _ in range(3):
-                reply = await client.chat("base", [{"role": "user", "content": "q"}])
-                assert reply.text == '{"a": 1}'
-    assert len(alive.requests) == 3
+                await ask(client, "pii-v1")
+    assert models_sent(second).count("pii-v1") == 3
+    assert models_sent(first).count("pii-v1") <= 1  # at most one 404, then it is avoided
+
+
+async def test_adapters_load_into_every_replica_and_a_restarted_one_is_filled_in() -> None:
+    with (
+        openai_stub(answer, free_port(), models=["base"]) as first,
+        openai_stub(answer, free_port(), models=["base"]) as second,
+    ):
+        settings = Settings(vllm_urls=[first.url, second.url])
+        async with ModelClient(settings) as client:
+            await client.load_adapter("pii-v1", "/adapters/pii")
+            assert first.models == second.models == ["base", "pii-v1"]
+            assert await client.list_models() == ["base", "pii-v1"]
+            second.models.remove("pii-v1")  # a restart forgets runtime-loaded adapters
+            # Only names every replica serves count as loaded, so the registry loads it again;
+            # the replica that still has it answers "already loaded", which is fine.
+            assert await client.list_models() == ["base"]
+            await client.load_adapter("pii-v1", "/adapters/pii")
+            assert second.models == ["base", "pii-v1"]
+            assert await client.unload_adapter("pii-v1") is True
+            assert first.models == second.models == ["base"]
+            assert await client.unload_adapter("pii-v1") is False
+
+
+async def test_loading_with_a_replica_down_loads_the_others_and_fails_only_if_none_answer() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with openai_stub(answer, free_port(), models=["base"]) as alive:
+        async with ModelClient(Settings(vllm_urls=[dead, alive.url]), retries=0) as client:
+            await client.load_adapter("sql-v1", "/adapters/sql")
+            assert await client.list_models() == ["base", "sql-v1"]
+            assert await client.unload_adapter("sql-v1") is True
+    assert alive.models == ["base"]
+    other = f"http://127.0.0.1:{free_port()}"
+    async with ModelClient(Settings(vllm_urls=[dead, other]), retries=0) as client:
+        with pytest.raises(ModelUnavailable, match="cannot connect"):
+            await client.load_adapter("sql-v1", "/adapters/sql")
+        assert await client.health() is False
