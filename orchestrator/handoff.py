@@ -20,9 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
-
-from swarm.catalog import SpecialistRecord
+from swarm.catalog import SpecialistRecord, first_error
 from swarm.messages import StepSpec
 
 
@@ -96,11 +94,10 @@ def input_problem(
             f"{where} needs input field{'s' if plural else ''} {_quoted(missing)}; "
             f"add {'them' if plural else 'it'} to the task input"
         )
-    try:
-        jsonschema.validate(dict(step_input), target.input_schema)
-    except jsonschema.ValidationError as exc:
-        at = "/".join(str(p) for p in exc.absolute_path) or "input"
-        return f"{where} input does not match its schema at {at}: {exc.message}"
+    error = first_error(target.input_validator, dict(step_input))
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "input"
+        return f"{where} input does not match its schema at {at}: {error.message}"
     return None
 
 

@@ -6,10 +6,13 @@ orchestrators can run side by side, and the messages of one that is killed mid-t
 reclaimed by the bus and finished by another. Every handler is idempotent and may be re-run from
 the top after a crash at any line:
 
+* each message costs one read of the task record and one atomic write (``TaskStore.update``)
+  that records the change, marks the newly ready steps running and sends their requests, so a
+  crash leaves either all of it or none of it;
 * a submission for a task already planned only (re)dispatches the ready steps;
 * a step request has a deterministic message id, so publishing it twice is a no-op;
 * a result for a step that is no longer pending or running is ignored, but still triggers
-  dispatch of the steps it unblocked (the earlier run may have died before dispatching them).
+  dispatch of the steps it unblocked.
 
 Bounds: a plan has at most ``max_steps`` steps; each task's deadline is kept in a sorted set
 that a sweeper checks every ``sweep_interval_s`` and fails overdue tasks; a plan that can no
@@ -23,7 +26,8 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,8 +35,8 @@ from redis.asyncio import Redis
 from orchestrator.handoff import build_input, input_problem
 from orchestrator.planner import Planner
 from swarm import names
-from swarm.bus import Bus, Consumer, Delivery, Reject
-from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.bus import Bus, Consumer, Delivery, Outgoing, Reject
+from swarm.catalog import CatalogCache, SpecialistRecord
 from swarm.errors import UserError
 from swarm.logs import task_context
 from swarm.messages import (
@@ -56,6 +60,8 @@ CANCELED_TTL_S = 86_400
 """How long the canceled marker outlives a task: longer than any step could still be queued."""
 SWEEP_BATCH = 100
 """Overdue tasks failed per sweep; the next sweep takes the rest."""
+RECENT_RECORDS = 4096
+"""Task records an orchestrator keeps from its own writes, to skip the next read of each."""
 
 
 def step_request_id(task_id: str, step_id: str) -> str:
@@ -85,6 +91,75 @@ def _stop_steps(task: TaskRecord, *, canceled: bool) -> None:
             step.status = "canceled" if canceled else "skipped"
 
 
+def _record_result(task: TaskRecord, result: StepResult) -> list[TaskEvent] | None:
+    """Record a step's result on the task (and end it if that was the last step, or a failure).
+
+    None if the result answers no step the task waits for (a duplicate, or a stray).
+    """
+    try:
+        step = task.step(result.step_id)
+    except KeyError:
+        return None
+    if step.status not in ("pending", "running") or step.specialist != result.specialist:
+        return None  # a duplicate, or not an answer to this step
+    step.output = result.output
+    step.error = result.error
+    step.adapter = result.adapter
+    step.adapter_version = result.adapter_version
+    step.latency_ms = result.latency_ms
+    step.tokens = result.tokens
+    step.attempts = result.attempts
+    step.escalated = result.escalated
+    step.escalation_reason = result.escalation_reason
+    step.cost_usd = result.cost_usd
+    step.all_teacher_cost_usd = result.all_teacher_cost_usd
+    step.finished_at = utcnow()
+    detail = {"specialist": step.specialist, "latency_ms": result.latency_ms}
+    if not result.valid:
+        step.status = "failed"
+        task.state = "failed"
+        task.reason = f"step {step.id!r} ({step.specialist}) failed: {result.error}"
+        _stop_steps(task, canceled=False)
+        return [
+            TaskEvent(kind="step.failed", step_id=step.id, detail=detail, reason=result.error),
+            TaskEvent(kind="state", state="failed", reason=task.reason),
+        ]
+    step.status = "completed"
+    events = [
+        TaskEvent(
+            kind="step.completed",
+            step_id=step.id,
+            detail={**detail, "output": result.output},
+        )
+    ]
+    if all(s.status == "completed" for s in task.steps):
+        task.result = task_result(task)
+        task.state = "completed"
+        events.append(TaskEvent(kind="state", state="completed", detail={"result": task.result}))
+    return events
+
+
+def _fail(
+    task: TaskRecord,
+    step: StepRecord | None,
+    reason: str,
+    step_input: dict[str, Any] | None = None,
+) -> list[TaskEvent]:
+    """Fail the task (and ``step``, the one that could not be sent), saying why."""
+    events = []
+    if step is not None:
+        step.status = "failed"
+        step.error = reason
+        step.input = step_input
+        step.finished_at = utcnow()
+        events.append(TaskEvent(kind="step.failed", step_id=step.id, reason=reason))
+    task.state = "failed"
+    task.reason = reason
+    _stop_steps(task, canceled=False)
+    events.append(TaskEvent(kind="state", state="failed", reason=reason))
+    return events
+
+
 class Orchestrator:
     """Runs tasks: planning, dispatching ready steps, collecting results, deadlines, cancel.
 
@@ -112,6 +187,7 @@ class Orchestrator:
         self._consumer: Consumer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._recent: OrderedDict[str, TaskRecord] = OrderedDict()
 
     # Lifecycle
 
@@ -179,8 +255,8 @@ class Orchestrator:
         task_id = message.task_id
         task = await self.store.get(task_id)
         if task.state == "working":
-            # Planned by an earlier delivery that may have died before dispatching.
-            await self._dispatch(task_id, message)
+            # Planned by an earlier delivery; sends whatever is ready and not yet sent.
+            await self._commit(task, message, lambda record: [], await self._plan_catalog(task))
             return
         if task.state != "submitted":
             return  # finished or canceled meanwhile
@@ -207,17 +283,17 @@ class Orchestrator:
             specs = [s.spec() for s in steps]
             # Explicit plans were checked by the API, but the catalog may have changed since,
             # and a planner's plan has not been checked by anyone.
-            check_plan(
-                specs, await self._catalog(s.specialist for s in specs), max_steps=self.max_steps
-            )
+            catalog = await self._catalog(s.specialist for s in specs)
+            check_plan(specs, catalog, max_steps=self.max_steps)
         except UserError as exc:
             await self._end(task_id, "rejected", str(exc))
             return
 
-        def begin(record: TaskRecord) -> list[TaskEvent] | None:
+        def begin(record: TaskRecord) -> list[TaskEvent]:
             if record.state != "submitted":
-                return None
-            record.steps = steps
+                return []  # planned by a concurrent delivery: only dispatch
+            # Copies: a retried change must start again from the plan, not from the last try.
+            record.steps = [s.model_copy(deep=True) for s in steps]
             record.plan_source = source
             record.state = "working"
             plan = [s.model_dump(include={"id", "specialist", "depends_on"}) for s in steps]
@@ -227,49 +303,97 @@ class Orchestrator:
                 )
             ]
 
-        task = await self.store.update(task_id, begin)
+        task = await self._commit(task, message, begin, catalog)
         log.info(
             "task %s planned (%s): %s",
             task_id,
             task.plan_source,
             [s.specialist for s in task.steps],
         )
-        await self._dispatch(task_id, message)
 
     async def _catalog(self, wanted: Iterable[str]) -> dict[str, SpecialistRecord]:
         """The catalog, read fresh if the cached copy lacks a specialist we need."""
         catalog = await self.catalog.all()
         if any(name not in catalog for name in wanted):
             # Registered within the cache's TTL (the API saw it already): look again.
-            catalog = {r.name: r for r in await list_specialists(self.redis)}
+            catalog = await self.catalog.current()
         return catalog
 
-    async def _dispatch(self, task_id: str, cause: Envelope) -> None:
-        """Send every step whose dependencies are done, then mark them running."""
-        task = await self.store.get(task_id)
-        if task.state != "working":
-            return
+    async def _plan_catalog(self, task: TaskRecord) -> dict[str, SpecialistRecord]:
+        return await self._catalog(s.specialist for s in task.steps)
+
+    async def _commit(
+        self,
+        task: TaskRecord,
+        cause: Envelope,
+        change: Callable[[TaskRecord], list[TaskEvent] | None],
+        catalog: dict[str, SpecialistRecord],
+    ) -> TaskRecord:
+        """Apply ``change``, then dispatch every step it made ready, in one atomic write.
+
+        The step requests go out in the same write that marks their steps running (and before
+        it), so a crash can never leave a step running that was not sent, nor send a step twice
+        (its request id is fixed). A redelivered message runs this again harmlessly.
+        """
+        outbox: list[Outgoing] = []
+
+        def apply(record: TaskRecord) -> list[TaskEvent] | None:
+            events = change(record)
+            if events is None:
+                return None
+            if not record.terminal:
+                events += self._dispatch(record, cause, catalog, outbox)
+            return events or None
+
+        task = await self.store.update(task.id, apply, current=task, outbox=outbox)
+        if task.terminal:
+            await self._after_end(task.id, task.state, task.reason)
+        else:
+            self._remember(task)
+        return task
+
+    async def _read(self, task_id: str) -> TaskRecord:
+        """The task record: the copy this process last wrote, if it has one, else Redis's.
+
+        A copy saves the read on the next message of the same task. It is safe because a write
+        checks that nobody wrote the record since the copy was taken, and reads it again if
+        someone did (another orchestrator, the API, the bus); the copy is handed out once, so two
+        handlers never change the same object.
+        """
+        task = self._recent.pop(task_id, None)
+        return task if task is not None else await self.store.get(task_id)
+
+    def _remember(self, task: TaskRecord) -> None:
+        self._recent[task.id] = task
+        while len(self._recent) > RECENT_RECORDS:
+            self._recent.popitem(last=False)
+
+    def _dispatch(
+        self,
+        task: TaskRecord,
+        cause: Envelope,
+        catalog: dict[str, SpecialistRecord],
+        outbox: list[Outgoing],
+    ) -> list[TaskEvent]:
+        """Mark every step whose dependencies are done running, and queue its request.
+
+        A step that cannot be sent (its specialist is gone, or its input does not fit) fails
+        the task instead, and nothing is sent.
+        """
         done = {s.id: s for s in task.steps if s.status == "completed"}
         ready = [
             s for s in task.steps if s.status == "pending" and all(d in done for d in s.depends_on)
         ]
         if not ready:
             if not any(s.status == "running" for s in task.steps) and len(done) < len(task.steps):
-                await self._end(task_id, "failed", "the plan cannot progress: no step can run")
-            return
-        catalog = await self._catalog(
-            {s.specialist for s in ready} | {s.specialist for s in done.values()}
-        )
+                return _fail(task, None, "the plan cannot progress: no step can run")
+            return []
         inputs: dict[str, dict[str, Any]] = {}
         for step in ready:
             target = catalog.get(step.specialist)
             if target is None or not target.ready:
-                await self._fail_step(
-                    task_id,
-                    step.id,
-                    f"step {step.id!r}: specialist {step.specialist!r} is no longer available",
-                )
-                return
+                reason = f"step {step.id!r}: specialist {step.specialist!r} is no longer available"
+                return _fail(task, step, reason)
             producers = [
                 (catalog[done[d].specialist], done[d].output)
                 for d in step.depends_on
@@ -278,135 +402,52 @@ class Orchestrator:
             step_input = build_input(task.input, target, producers)
             problem = input_problem(step.id, target, step_input)
             if problem:
-                await self._fail_step(task_id, step.id, problem, step_input)
-                return
+                return _fail(task, step, problem, step_input)
             inputs[step.id] = step_input
+        events = []
+        traceparent = current_traceparent() or cause.traceparent
+        for step in ready:
             request = StepRequest(
                 step=step.spec(),
-                input=step_input,
+                input=inputs[step.id],
                 task_input=task.input,
                 artifacts={d: done[d].output for d in step.depends_on},
                 deadline=task.deadline,
             )
-            await self.bus.publish(
-                names.steps_stream(step.specialist),
-                Envelope(
-                    id=step_request_id(task_id, step.id),
-                    task_id=task_id,
-                    trace_id=cause.trace_id,
-                    traceparent=current_traceparent() or cause.traceparent,
-                    body=request,
-                ),
+            message = Envelope(
+                id=step_request_id(task.id, step.id),
+                task_id=task.id,
+                trace_id=cause.trace_id,
+                traceparent=traceparent,
+                body=request,
             )
-
-        def mark_running(record: TaskRecord) -> list[TaskEvent] | None:
-            if record.terminal:
-                return None
-            events = []
-            for step in record.steps:
-                # A step already completed here was answered before this update landed.
-                if step.id in inputs and step.status == "pending":
-                    step.status = "running"
-                    step.input = inputs[step.id]
-                    step.started_at = utcnow()
-                    events.append(
-                        TaskEvent(
-                            kind="step.started",
-                            step_id=step.id,
-                            detail={"specialist": step.specialist},
-                        )
-                    )
-            return events or None
-
-        await self.store.update(task_id, mark_running)
+            outbox.append(self.bus.outgoing(names.steps_stream(step.specialist), message))
+            step.status = "running"
+            step.input = inputs[step.id]
+            step.started_at = utcnow()
+            events.append(
+                TaskEvent(
+                    kind="step.started", step_id=step.id, detail={"specialist": step.specialist}
+                )
+            )
+        return events
 
     async def _on_result(self, message: Envelope, result: StepResult) -> None:
-        task_id = message.task_id
-
-        def record_result(task: TaskRecord) -> list[TaskEvent] | None:
-            if task.terminal:
-                return None
-            try:
-                step = task.step(result.step_id)
-            except KeyError:
-                return None
-            if step.status not in ("pending", "running") or step.specialist != result.specialist:
-                return None  # a duplicate, or not an answer to this step
-            step.output = result.output
-            step.error = result.error
-            step.adapter = result.adapter
-            step.adapter_version = result.adapter_version
-            step.latency_ms = result.latency_ms
-            step.tokens = result.tokens
-            step.attempts = result.attempts
-            step.escalated = result.escalated
-            step.escalation_reason = result.escalation_reason
-            step.cost_usd = result.cost_usd
-            step.all_teacher_cost_usd = result.all_teacher_cost_usd
-            step.finished_at = utcnow()
-            detail = {"specialist": step.specialist, "latency_ms": result.latency_ms}
-            if not result.valid:
-                step.status = "failed"
-                task.state = "failed"
-                task.reason = f"step {step.id!r} ({step.specialist}) failed: {result.error}"
-                _stop_steps(task, canceled=False)
-                return [
-                    TaskEvent(
-                        kind="step.failed", step_id=step.id, detail=detail, reason=result.error
-                    ),
-                    TaskEvent(kind="state", state="failed", reason=task.reason),
-                ]
-            step.status = "completed"
-            events = [
-                TaskEvent(
-                    kind="step.completed",
-                    step_id=step.id,
-                    detail={**detail, "output": result.output},
-                )
-            ]
-            if all(s.status == "completed" for s in task.steps):
-                task.result = task_result(task)
-                task.state = "completed"
-                events.append(
-                    TaskEvent(kind="state", state="completed", detail={"result": task.result})
-                )
-            return events
-
-        task = await self.store.update(task_id, record_result)
+        task = await self._read(message.task_id)
         if task.terminal:
-            await self._after_end(task_id, task.state, task.reason)
-        else:
-            await self._dispatch(task_id, message)
+            # Late, or a redelivery after the task ended: make sure its end was acted on.
+            await self._after_end(task.id, task.state, task.reason)
+            return
+
+        def record(task: TaskRecord) -> list[TaskEvent]:
+            # Not an answer to a step we wait for (a duplicate, say): still dispatch what it
+            # unblocked, since an earlier run may have died before the write that would have.
+            return _record_result(task, result) or []
+
+        await self._commit(task, message, record, await self._plan_catalog(task))
 
     async def _on_cancel(self, task_id: str, reason: str) -> None:
         await self._end(task_id, "canceled", reason)
-
-    async def _fail_step(
-        self, task_id: str, step_id: str, reason: str, step_input: dict[str, Any] | None = None
-    ) -> None:
-        """Fail one step that could not be sent (and so its task), saying why."""
-
-        def fail(task: TaskRecord) -> list[TaskEvent] | None:
-            if task.terminal:
-                return None
-            step = task.step(step_id)
-            if step.status != "pending":
-                return None
-            step.status = "failed"
-            step.error = reason
-            step.input = step_input
-            step.finished_at = utcnow()
-            task.state = "failed"
-            task.reason = reason
-            _stop_steps(task, canceled=False)
-            return [
-                TaskEvent(kind="step.failed", step_id=step_id, reason=reason),
-                TaskEvent(kind="state", state="failed", reason=reason),
-            ]
-
-        task = await self.store.update(task_id, fail)
-        if task.terminal:
-            await self._after_end(task_id, task.state, task.reason)
 
     async def _end(self, task_id: str, state: TaskState, reason: str) -> None:
         """Move a task to a terminal state (unless it is in one) and stop its workers."""

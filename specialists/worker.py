@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import jsonschema
 from redis.asyncio import Redis
 
 from specialists.builtin import BUILTINS
@@ -27,7 +26,7 @@ from specialists.cascade import Cascade, Escalated, Policy, confidence
 from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
-from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.catalog import CatalogCache, SpecialistRecord, first_error, list_specialists
 from swarm.costs import all_teacher_cost_usd, local_cost_usd
 from swarm.errors import (
     InfrastructureError,
@@ -54,11 +53,10 @@ def validate_output(
     record: SpecialistRecord, step_input: dict[str, Any], output: Any
 ) -> str | None:
     """None if ``output`` may be handed on, else why not (schema first, then own checks)."""
-    try:
-        jsonschema.validate(output, record.output_schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "output"
-        return f"output does not match the schema at {where}: {exc.message}"
+    error = first_error(record.output_validator, output)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "output"
+        return f"output does not match the schema at {where}: {error.message}"
     builtin = BUILTINS.get(record.name)
     if builtin is not None and builtin.check is not None:
         return builtin.check(step_input, output)

@@ -3,7 +3,8 @@
 A submitted task is checked (plan, specialists, the first steps' input) and stored before the
 202 goes out, then handed to the orchestrators over Redis Streams, so nothing accepted is lost.
 Every event of a task carries the Redis stream entry id as its SSE id: a client that reconnects
-with ``Last-Event-ID`` gets exactly the events it missed, then the live ones.
+with ``Last-Event-ID`` gets exactly the events it missed, then the live ones (the stream itself
+is :mod:`swarm.eventstream`).
 
 Errors become problem details (:mod:`swarm.problems`); series are in :mod:`swarm.metrics`.
 """
@@ -39,13 +40,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swarm import metrics, names, plans, problems
+from swarm import eventstream, metrics, names, plans, problems
 from swarm.bus import Bus
-from swarm.catalog import SpecialistRecord, list_specialists
-from swarm.errors import InvalidMessage, UnknownSpecialist, UserError
+from swarm.catalog import CatalogCache, SpecialistRecord
+from swarm.errors import UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
-    Envelope,
     StepSpec,
     TaskEvent,
     TaskSubmitted,
@@ -56,8 +56,6 @@ from swarm.messages import (
 from swarm.problems import Problem
 from swarm.settings import Settings, get_settings
 from swarm.tasks import (
-    EVENT_FIELD,
-    TERMINAL_STATES,
     StepRecord,
     TaskNotFound,
     TaskRecord,
@@ -239,9 +237,14 @@ class _Services:
     store: TaskStore
     bus: Bus
     http: httpx.AsyncClient
+    catalog: CatalogCache
 
 
-def _services(request: Request) -> _Services:
+# Dependencies are coroutines even where they do no I/O: FastAPI runs a plain function in a
+# worker thread, and three thread hops cost a submission more than the rest of it together.
+
+
+async def _services(request: Request) -> _Services:
     services: _Services = request.app.state.services
     return services
 
@@ -257,7 +260,7 @@ def owner_of(key: str) -> str:
 _bearer = HTTPBearer(auto_error=False, description="One of SWARM_API_KEYS, when set.")
 
 
-def _caller(
+async def _caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str | None:
@@ -288,7 +291,9 @@ def _caller(
 Owner = Annotated[str | None, Depends(_caller)]
 
 
-def _json_only(content_type: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+async def _json_only(
+    content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
     """Refuse a body that says it is not JSON, rather than failing to find fields in it."""
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
@@ -375,7 +380,11 @@ def create_app(
         client = redis if redis is not None else Redis.from_url(settings.redis_url)
         http = httpx.AsyncClient(timeout=limits.ready_timeout_s)
         app.state.services = _Services(
-            redis=client, store=TaskStore(client), bus=Bus(client, settings=settings), http=http
+            redis=client,
+            store=TaskStore(client),
+            bus=Bus(client, settings=settings),
+            http=http,
+            catalog=CatalogCache(client),
         )
         try:
             yield
@@ -446,7 +455,7 @@ def create_app(
                 if await services.redis.exists(idem_key):
                     return await replay(idem_key, body, steps, response)
             if body.plan is not None:  # else a goal: the planner makes the plan
-                await _check_plan(steps, body.input, services.redis)
+                _check_plan(steps, body.input, await services.catalog.current())
             deadline = _deadline(body, limits.max_deadline_s)
         except (UserError, Problem):
             metrics.TASKS_SUBMITTED.labels("rejected").inc()
@@ -474,9 +483,10 @@ def create_app(
         )
         try:
             with span("task.submit", {"swarm.task_id": task_id}):
-                await services.store.create(task)
                 message = envelope(task_id, submitted, traceparent=current_traceparent())
-                await services.bus.publish(names.TASKS_STREAM, message)
+                # Stored and handed over in one atomic write.
+                outgoing = services.bus.outgoing(names.TASKS_STREAM, message)
+                await services.store.create(task, publish=[outgoing])
         except (RedisError, OSError):
             metrics.TASKS_SUBMITTED.labels("failed").inc()
             await _abandon(services, task_id, idem_key)
@@ -594,7 +604,7 @@ def create_app(
         follows live until the task ends or the stream's time limit passes."""
         task = await _visible_task(services, task_id, owner)
         start = (last_event_id or after or "0-0").strip()
-        if not _is_stream_id(start):
+        if not eventstream.is_stream_id(start):
             raise Problem(
                 400,
                 f"{start!r} is not an event id; pass the id of an event this stream sent "
@@ -602,7 +612,15 @@ def create_app(
                 kind="invalid-event-id",
             )
         return StreamingResponse(
-            _event_stream(services, task_id, start, limits, ended=task.terminal),
+            eventstream.event_stream(
+                services.redis,
+                services.store,
+                task_id,
+                start,
+                keepalive_s=limits.sse_keepalive_s,
+                max_s=limits.sse_max_s,
+                ended=task.terminal,
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -616,7 +634,7 @@ def create_app(
     )
     async def specialists(_owner: Owner, services: Services) -> list[SpecialistOut]:
         """Every specialist: version, status (ready or rejected, with why), eval summary."""
-        return [SpecialistOut.of(r) for r in await list_specialists(services.redis)]
+        return [SpecialistOut.of(r) for r in (await services.catalog.current()).values()]
 
     @app.get("/healthz", tags=["operations"], response_model=Health, summary="Liveness")
     async def healthz() -> Health:
@@ -678,11 +696,10 @@ def run_api(settings: Settings) -> None:
 # Submission
 
 
-async def _check_plan(
-    steps: list[StepSpec], task_input: str | dict[str, Any], redis: Redis
+def _check_plan(
+    steps: list[StepSpec], task_input: str | dict[str, Any], catalog: dict[str, SpecialistRecord]
 ) -> None:
     """Raise a 422 saying what to fix if an explicit plan cannot run on this input."""
-    catalog = {r.name: r for r in await list_specialists(redis)}
     try:
         plans.check_plan(steps, catalog)
     except UnknownSpecialist as exc:
@@ -802,120 +819,6 @@ async def _visible_task(services: _Services, task_id: str, owner: str | None) ->
     if task is None or (owner is not None and task.owner != owner):
         raise Problem(404, f"no task {task_id!r}", kind="task-not-found")
     return task
-
-
-# Events
-
-
-_MAX_STREAM_PART = 2**64 - 1
-
-
-def _is_stream_id(value: str) -> bool:
-    """A Redis stream id Redis will accept (an out-of-range one would be a server error)."""
-    left, sep, right = value.partition("-")
-    parts = [left, right] if sep else [left]
-    return all(p.isdigit() and len(p) <= 20 and int(p) <= _MAX_STREAM_PART for p in parts)
-
-
-def _sse(event: TaskEvent, event_id: str | None = None) -> str:
-    data = event.model_dump_json(exclude={"type"})
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event.kind}\ndata: {data}\n\n"
-
-
-_PAGE = 500
-
-
-def _decode(task_id: str, entry_id: str, fields: dict[Any, Any]) -> TaskEvent | None:
-    try:
-        body = Envelope.decode(fields.get(EVENT_FIELD.encode(), b"")).body
-    except InvalidMessage as exc:
-        log.warning("task %s: skipping unreadable event %s: %s", task_id, entry_id, exc)
-        return None
-    return body if isinstance(body, TaskEvent) else None
-
-
-def _ends(event: TaskEvent) -> bool:
-    return event.kind == "state" and event.state in TERMINAL_STATES
-
-
-async def _event_stream(
-    services: _Services, task_id: str, after: str, limits: ApiLimits, *, ended: bool
-) -> AsyncIterator[str]:
-    """Replay the events after ``after``, then follow with XREAD until a terminal state event.
-
-    Each XREAD blocks at most ``sse_keepalive_s``; an empty one sends a keepalive comment (which
-    also lets the server notice a client that went away) and re-reads the task's state, so a
-    task ended by a writer that logged no event still closes the stream. The whole stream lasts
-    at most ``sse_max_s``.
-    """
-    redis = services.redis
-    stream = names.task_events_stream(task_id)
-    last = after
-    ends_at = time.monotonic() + limits.sse_max_s
-    metrics.SSE_STREAMS.inc()
-    try:
-        while True:  # the replay, a page at a time
-            entries: Any = await redis.xrange(stream, min=f"({last}", max="+", count=_PAGE)
-            for raw_id, fields in entries:
-                last = _text(raw_id)
-                event = _decode(task_id, last, fields)
-                if event is not None:
-                    yield _sse(event, last)
-                    if _ends(event):
-                        return
-            if len(entries) < _PAGE:
-                break
-        if ended:
-            if final := await _final_event(services.store, task_id, last):
-                yield final
-            return
-        block_ms = max(1, int(limits.sse_keepalive_s * 1000))
-        while (left := ends_at - time.monotonic()) > 0:
-            response: Any = await redis.xread(
-                {stream: last}, block=max(1, min(block_ms, int(left * 1000))), count=_PAGE
-            )
-            if not response:
-                if final := await _final_event(services.store, task_id, last):
-                    yield final
-                    return
-                yield ": keepalive\n\n"
-                continue
-            for _name, batch in response:
-                for raw_id, fields in batch:
-                    last = _text(raw_id)
-                    event = _decode(task_id, last, fields)
-                    if event is not None:
-                        yield _sse(event, last)
-                        if _ends(event):
-                            return
-        yield ": time limit reached; reconnect with Last-Event-ID to go on\n\n"
-    except (RedisError, OSError) as exc:
-        # The 200 is already out, so a problem body is impossible: say why in a comment.
-        log.warning("task %s: event stream ended: Redis: %s", task_id, exc)
-        yield ": Redis is unavailable; reconnect with Last-Event-ID shortly\n\n"
-    finally:
-        metrics.SSE_STREAMS.dec()
-
-
-async def _final_event(store: TaskStore, task_id: str, last: str) -> str | None:
-    """If the task has ended, what is left to send: the events logged after ``last`` up to the
-    final one, or else a closing state event without an id (it is not in the log)."""
-    try:
-        task = await store.get(task_id)
-    except TaskNotFound:  # expired while followed
-        return _sse(TaskEvent(kind="state", state="failed", reason="the task expired"))
-    if not task.terminal:
-        return None
-    # A final state is logged in the same transaction as the events that led to it, and they
-    # may have landed between the last XREAD and the read above: send them, not a summary.
-    out = []
-    for event_id, event in await store.events(task_id, after=last):
-        out.append(_sse(event, event_id))
-        if _ends(event):
-            return "".join(out)
-    out.append(_sse(TaskEvent(kind="state", state=task.state, reason=task.reason)))
-    return "".join(out)
 
 
 def _text(value: Any) -> str:

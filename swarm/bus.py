@@ -102,6 +102,18 @@ class Delivery:
     """How many times this entry has been delivered, this time included."""
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready to publish from inside another atomic write (see ``Bus.outgoing``)."""
+
+    stream: str
+    dedupe_key: str
+    """``names.published_key`` of the stream and message id: set once the message is sent."""
+    payload: bytes
+    maxlen: int
+    dedupe_ttl_s: int
+
+
 Handler = Callable[[Delivery], Awaitable[None]]
 SettledHook = Callable[[Delivery], None]
 """Called after a delivery's handler succeeded and its ack is written (for metrics)."""
@@ -160,6 +172,17 @@ class Bus:
             args=[message.encode(), self.settings.stream_maxlen, self.settings.dedupe_ttl_s],
         )
         return _text(entry_id) if entry_id else None
+
+    def outgoing(self, stream: str, message: Envelope) -> Outgoing:
+        """``message`` for ``stream``, to publish within a task write (``TaskStore.update``),
+        with the same dedupe as :meth:`publish`."""
+        return Outgoing(
+            stream=stream,
+            dedupe_key=names.published_key(stream, message.id),
+            payload=message.encode(),
+            maxlen=self.settings.stream_maxlen,
+            dedupe_ttl_s=self.settings.dedupe_ttl_s,
+        )
 
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create a consumer group reading the whole stream, if it does not exist yet."""
@@ -234,6 +257,8 @@ class Bus:
                     names.task_key(task_id),
                     mapping={"state": "failed", "reason": reason, "updated_at": record["at"]},
                 )
+                # A writer that read the record before this must not overwrite it.
+                pipe.hincrby(names.task_key(task_id), "rev", 1)
                 pipe.xadd(
                     names.task_events_stream(task_id),
                     {PAYLOAD_FIELD: event.encode()},

@@ -1,22 +1,55 @@
 """The specialist catalog as every process sees it: records the registry publishes to Redis.
 
 The registry (``specialists/registry.py``) is the only writer. The API, planner and workers read
-through :func:`list_specialists` and :func:`get_specialist`.
+through :func:`list_specialists` and :func:`get_specialist`, or, on hot paths, through a
+:class:`CatalogCache`. Every write bumps a version counter, so a reader can tell in one small
+round trip whether its copy is still current.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from redis.asyncio import Redis
 
 from swarm import names
 from swarm.messages import utcnow
 
 SpecialistStatus = Literal["ready", "rejected"]
+MAX_COMPILED_SCHEMAS = 256
+
+_compiled: dict[str, Validator] = {}
+
+
+def schema_validator(schema: dict[str, Any]) -> Validator:
+    """A validator for ``schema``, compiled (and the schema checked) once per distinct schema.
+
+    ``jsonschema.validate`` checks the schema against its metaschema on every call, which costs
+    far more than validating a small instance; hot paths validate through this instead.
+    """
+    key = json.dumps(schema, sort_keys=True)
+    validator = _compiled.get(key)
+    if validator is None:
+        cls = validator_for(schema)
+        cls.check_schema(schema)
+        validator = cls(schema)
+        if len(_compiled) >= MAX_COMPILED_SCHEMAS:
+            _compiled.clear()
+        _compiled[key] = validator
+    return validator
+
+
+def first_error(validator: Validator, instance: Any) -> ValidationError | None:
+    """The error ``jsonschema.validate`` would raise for ``instance``, or None if it is valid."""
+    error = best_match(validator.iter_errors(instance))
+    return error if isinstance(error, ValidationError) else None
 
 
 class SpecialistRecord(BaseModel):
@@ -35,6 +68,7 @@ class SpecialistRecord(BaseModel):
     reason: str | None = Field(None, description="Why the folder was rejected.")
     eval_summary: dict[str, Any] | None = Field(None, description="From eval.json, if shipped.")
     updated_at: datetime = Field(default_factory=utcnow)
+    _validators: dict[str, Validator] = PrivateAttr(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -47,6 +81,23 @@ class SpecialistRecord(BaseModel):
     @property
     def output_schema(self) -> dict[str, Any]:
         return dict((self.manifest or {}).get("output_schema") or {})
+
+    @property
+    def input_validator(self) -> Validator:
+        """The compiled validator of :attr:`input_schema` (kept with this record)."""
+        return self._validator("input_schema")
+
+    @property
+    def output_validator(self) -> Validator:
+        """The compiled validator of :attr:`output_schema` (kept with this record)."""
+        return self._validator("output_schema")
+
+    def _validator(self, which: str) -> Validator:
+        validator = self._validators.get(which)
+        if validator is None:
+            schema = dict((self.manifest or {}).get(which) or {})
+            validator = self._validators[which] = schema_validator(schema)
+        return validator
 
 
 async def list_specialists(redis: Redis) -> list[SpecialistRecord]:
@@ -66,6 +117,7 @@ async def put_specialist(redis: Redis, record: SpecialistRecord) -> None:
     """Publish one record and announce the change (the registry's write path)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(names.SPECIALISTS_KEY, record.name, record.model_dump_json())
+        pipe.incr(names.SPECIALISTS_VERSION_KEY)
         pipe.publish(names.SPECIALISTS_CHANNEL, record.name)
         await pipe.execute()
 
@@ -74,26 +126,59 @@ async def remove_specialist(redis: Redis, name: str) -> None:
     """Unregister one specialist and announce the change."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hdel(names.SPECIALISTS_KEY, name)
+        pipe.incr(names.SPECIALISTS_VERSION_KEY)
         pipe.publish(names.SPECIALISTS_CHANNEL, name)
         await pipe.execute()
 
 
 class CatalogCache:
-    """The catalog as of at most ``ttl_s`` ago: hot paths read it per step without parsing
-    every manifest from Redis each time. A registry change is seen within ``ttl_s``."""
+    """The catalog, cached: hot paths read it per step without parsing every manifest each time.
+
+    :meth:`all` serves a copy at most ``ttl_s`` old (no round trip in between); :meth:`current`
+    costs one ``GET`` of the catalog version and re-reads only when a write moved it. Either way
+    only changed records are parsed again, so an unchanged record keeps its compiled schemas.
+    """
 
     def __init__(self, redis: Redis, *, ttl_s: float = 1.0) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self._records: dict[str, SpecialistRecord] = {}
+        self._raw: dict[Any, Any] = {}
         self._fetched_at = float("-inf")
+        self._version: Any = None
 
     async def all(self) -> dict[str, SpecialistRecord]:
+        """The catalog as of at most ``ttl_s`` ago: name -> record."""
         now = time.monotonic()
         if now - self._fetched_at > self.ttl_s:
-            self._records = {r.name: r for r in await list_specialists(self.redis)}
+            await self._fetch()
             self._fetched_at = now
+        return self._records
+
+    async def current(self) -> dict[str, SpecialistRecord]:
+        """The catalog as it is now (one small round trip unless it changed)."""
+        version = await self.redis.get(names.SPECIALISTS_VERSION_KEY)
+        # No version key: written by something that does not count writes; always re-read.
+        if version is None or version != self._version:
+            await self._fetch()
+            self._version = version
+            self._fetched_at = time.monotonic()
         return self._records
 
     async def get(self, name: str) -> SpecialistRecord | None:
         return (await self.all()).get(name)
+
+    async def _fetch(self) -> None:
+        raw: dict[Any, Any] = await self.redis.hgetall(names.SPECIALISTS_KEY)
+        records = {}
+        for key, value in raw.items():
+            record = self._records.get(_text(key))
+            if record is None or self._raw.get(key) != value:
+                record = SpecialistRecord.model_validate_json(value)
+            records[record.name] = record
+        self._records = dict(sorted(records.items()))
+        self._raw = raw
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -76,6 +76,8 @@ SPECIALISTS_KEY = f"{PREFIX}:specialists"
 """Hash: specialist name -> JSON record (version, status, manifest, reason)."""
 SPECIALISTS_CHANNEL = f"{PREFIX}:specialists:changed"
 """Pub/sub channel announcing registry changes."""
+SPECIALISTS_VERSION_KEY = f"{PREFIX}:specialists:version"
+"""Counter bumped with every catalog write, so a cached copy knows when it is stale."""
 
 
 def idempotency_key(owner: str, key: str) -> str:

@@ -6,27 +6,89 @@ dead-letters a task's message). Every change is also appended to the task's even
 ``names.task_events_stream(task_id)``, whose entry ids are the SSE event ids, so a client that
 reconnects with ``Last-Event-ID`` replays exactly what it missed.
 
-Writers update a record with optimistic concurrency (``WATCH``/``MULTI``), so any number of
-orchestrators and API replicas may touch the same task.
+Writers update a record with optimistic concurrency, so any number of orchestrators and API
+replicas may touch the same task: a writer reads the record, changes it in memory, and writes it
+back with one Lua script that first checks nobody wrote in between (the hash's ``rev`` counter,
+``state`` and ``updated_at`` fields, which every writer moves), else the writer reads again. The
+same script logs the change's events and may publish messages to streams first (an orchestrator
+dispatching steps), so a step is never marked running without its request having been sent, and
+the whole change costs one read and one write round trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, model_validator
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from swarm import names
 from swarm.messages import Envelope, StepSpec, TaskEvent, TaskState, TokenUsage, envelope, utcnow
+
+if TYPE_CHECKING:
+    from swarm.bus import Outgoing
 
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "canceled", "rejected"})
 StepStatus = Literal["pending", "running", "completed", "failed", "canceled", "skipped"]
 EVENT_FIELD = "m"
 MAX_UPDATE_TRIES = 50
+
+# Shared tail of both scripts. ARGV from ``base``: ttl, events maxlen, then ``n_out`` messages to
+# publish (stream, dedupe key, payload, maxlen, dedupe ttl: KEYS/ARGV pairs as laid out by
+# ``_script_args``), then ``n_ev`` events (payload, state to count or ''). Publishing is the
+# bus's dedupe-then-XADD (``swarm.bus._PUBLISH_SCRIPT``): a message id sent before is skipped.
+_PUBLISH_AND_LOG = """
+local ttl, maxlen = ARGV[base], ARGV[base + 1]
+local n_out, n_ev = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+local a = base + 4
+for i = 1, n_out do
+  local stream, seen = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  if redis.call('SET', seen, '1', 'NX', 'EX', ARGV[a + 2]) then
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'm', ARGV[a])
+  end
+  a = a + 3
+end
+for i = 1, n_ev do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'm', ARGV[a])
+  if ARGV[a + 1] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[a + 1], 1) end
+  a = a + 2
+end
+if n_ev > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+redis.call('EXPIRE', KEYS[1], ttl)
+"""
+
+# KEYS: task hash, events stream, states counter, then (stream, dedupe key) per message.
+# ARGV: doc, state, updated_at, then the shared tail. Returns 0 if the task exists already.
+_CREATE_SCRIPT = (
+    """
+if redis.call('HSETNX', KEYS[1], 'doc', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3], 'rev', 1)
+local base = 4
+"""
+    + _PUBLISH_AND_LOG
+    + "return 1\n"
+)
+
+# KEYS as for create. ARGV: the rev, state and updated_at read (or ''), doc, state, reason,
+# updated_at, then the shared tail. Returns 1 if written, 0 if someone wrote since the read,
+# -1 if the task is gone.
+_UPDATE_SCRIPT = (
+    """
+local seen = redis.call('HMGET', KEYS[1], 'rev', 'state', 'updated_at', 'doc')
+if not seen[4] then return -1 end
+if (seen[1] or '') ~= ARGV[1] or (seen[2] or '') ~= ARGV[2] or (seen[3] or '') ~= ARGV[3] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'state', ARGV[5], 'reason', ARGV[6],
+  'updated_at', ARGV[7])
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+local base = 8
+"""
+    + _PUBLISH_AND_LOG
+    + "return 1\n"
+)
 
 
 class StepRecord(BaseModel):
@@ -86,6 +148,16 @@ class TaskRecord(BaseModel):
     deadline: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    _seen: tuple[str, str, str] | None = PrivateAttr(None)
+    """The hash's (rev, state, updated_at) when this copy was read: what a write checks."""
+
+    def __eq__(self, other: object) -> bool:
+        # Two copies of the same task are equal whenever they were read: ``_seen`` is
+        # bookkeeping for the next write, not part of the record.
+        if not isinstance(other, TaskRecord):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
 
     @model_validator(mode="before")
     @classmethod
@@ -132,20 +204,22 @@ class TaskStore:
         self.redis = redis
         self.ttl_s = ttl_s
         self.events_maxlen = events_maxlen
+        self._create_script = redis.register_script(_CREATE_SCRIPT)
+        self._update_script = redis.register_script(_UPDATE_SCRIPT)
 
-    async def create(self, task: TaskRecord, event: TaskEvent | None = None) -> bool:
-        """Store a new task; False if a task with that id exists already."""
-        key = names.task_key(task.id)
-        doc = _dump(task)
-        created = await self.redis.hsetnx(key, "doc", doc)
-        if not created:
-            return False
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"state": task.state, "updated_at": task.updated_at.isoformat()})
-            pipe.expire(key, self.ttl_s)
-            self._append(pipe, task.id, event or TaskEvent(kind="state", state=task.state))
-            await pipe.execute()
-        return True
+    async def create(
+        self,
+        task: TaskRecord,
+        event: TaskEvent | None = None,
+        *,
+        publish: Sequence[Outgoing] = (),
+    ) -> bool:
+        """Store a new task and publish ``publish``; False (and nothing sent) if it exists."""
+        keys, args = self._script_args(
+            task.id, [event or TaskEvent(kind="state", state=task.state)], publish
+        )
+        head = [_dump(task), task.state, task.updated_at.isoformat()]
+        return bool(await self._create_script(keys=keys, args=[*head, *args]))
 
     async def get(self, task_id: str) -> TaskRecord:
         """The task record, with any terminal state set beside the document applied."""
@@ -153,41 +227,51 @@ class TaskStore:
         return _load(task_id, raw)
 
     async def update(
-        self, task_id: str, change: Callable[[TaskRecord], list[TaskEvent] | None]
+        self,
+        task_id: str,
+        change: Callable[[TaskRecord], list[TaskEvent] | None],
+        *,
+        current: TaskRecord | None = None,
+        outbox: list[Outgoing] | None = None,
     ) -> TaskRecord:
         """Apply ``change`` atomically; it edits the record in place and returns events to log.
 
         ``change`` may be called more than once (on a concurrent write), so it must only look
         at the record it is given. Returning None means nothing changed and nothing is written.
+        ``current`` is a copy the caller read with :meth:`get` (or got back from this method):
+        the first try changes it instead of reading again. ``change`` may append messages to
+        ``outbox`` (emptied before each call); they are published, deduplicated by message
+        id, in the same atomic write and before it, and only if the write happens.
         """
         key = names.task_key(task_id)
         for _ in range(MAX_UPDATE_TRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    task = _load(task_id, await pipe.hgetall(key))
-                    events = change(task)
-                    if events is None:
-                        await pipe.unwatch()
-                        return task
-                    task.updated_at = utcnow()
-                    pipe.multi()
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "doc": _dump(task),
-                            "state": task.state,
-                            "reason": task.reason or "",
-                            "updated_at": task.updated_at.isoformat(),
-                        },
-                    )
-                    pipe.expire(key, self.ttl_s)
-                    for event in events:
-                        self._append(pipe, task_id, event)
-                    await pipe.execute()
-                    return task
-                except WatchError:
-                    continue
+            if current is not None and current._seen is not None:
+                task, current = current, None
+            else:
+                task = _load(task_id, await self.redis.hgetall(key))
+            if outbox is not None:
+                outbox.clear()
+            events = change(task)
+            if events is None:
+                return task
+            assert task._seen is not None
+            task.updated_at = utcnow()
+            keys, args = self._script_args(task_id, events, outbox or ())
+            head = [
+                *task._seen,
+                _dump(task),
+                task.state,
+                task.reason or "",
+                task.updated_at.isoformat(),
+            ]
+            written = await self._update_script(keys=keys, args=[*head, *args])
+            if written == 1:
+                # What the hash holds now, so the caller may pass this copy back as ``current``.
+                rev = str(int(task._seen[0] or 0) + 1)
+                task._seen = (rev, task.state, task.updated_at.isoformat())
+                return task
+            if written == -1:
+                raise TaskNotFound(task_id)
         raise RuntimeError(f"task {task_id}: too many concurrent updates")
 
     async def events(
@@ -204,17 +288,18 @@ class TaskStore:
                 out.append((_text(entry_id), body))
         return out
 
-    def _append(self, pipe: Any, task_id: str, event: TaskEvent) -> None:
-        stream = names.task_events_stream(task_id)
-        pipe.xadd(
-            stream,
-            {EVENT_FIELD: envelope(task_id, event).encode()},
-            maxlen=self.events_maxlen,
-            approximate=True,
-        )
-        pipe.expire(stream, self.ttl_s)
-        if event.kind == "state" and event.state:
-            pipe.hincrby(names.TASK_STATES_KEY, event.state, 1)
+    def _script_args(
+        self, task_id: str, events: Sequence[TaskEvent], publish: Sequence[Outgoing]
+    ) -> tuple[list[str], list[Any]]:
+        keys = [names.task_key(task_id), names.task_events_stream(task_id), names.TASK_STATES_KEY]
+        args: list[Any] = [self.ttl_s, self.events_maxlen, len(publish), len(events)]
+        for message in publish:
+            keys += [message.stream, message.dedupe_key]
+            args += [message.payload, message.maxlen, message.dedupe_ttl_s]
+        for event in events:
+            counted = event.state if event.kind == "state" and event.state else ""
+            args += [envelope(task_id, event).encode(), counted]
+        return keys, args
 
 
 def _dump(task: TaskRecord) -> str:
@@ -230,6 +315,7 @@ def _load(task_id: str, raw: dict[Any, Any]) -> TaskRecord:
     if "doc" not in fields:
         raise TaskNotFound(task_id)
     task = TaskRecord.model_validate_json(fields["doc"])
+    task._seen = (fields.get("rev", ""), fields.get("state", ""), fields.get("updated_at", ""))
     # Someone outside the record (the bus's dead-letter path) may have ended the task.
     state = fields.get("state")
     if state in TERMINAL_STATES and not task.terminal:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from orchestrator.runner import Orchestrator
 from swarm import names
@@ -200,6 +201,23 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float, w
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def settled(redis: Redis) -> None:
+    """Wait until the orchestrators have handled everything published so far."""
+
+    async def idle() -> bool:
+        for stream in (names.TASKS_STREAM, names.RESULTS_STREAM):
+            try:
+                groups: Any = await redis.xinfo_groups(stream)
+            except ResponseError:
+                return False  # the orchestrators have not created their groups yet
+            group = [g for g in groups if g["name"] == names.ORCHESTRATORS_GROUP.encode()]
+            if not group or group[0]["pending"] or group[0]["lag"]:
+                return False
+        return True
+
+    await wait_for(idle, 10, "the orchestrators to settle")
 
 
 Start = Callable[..., Orchestrator]

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from orchestrator.runner import step_request_id
 from swarm import names
 from swarm.messages import Cancel, StepSpec, TaskSubmitted, envelope
 
-from taskdriver import Driver, Start, spec_record, wait_for
+from taskdriver import Driver, Start, settled, spec_record
 
 TEXT = "Maria Lopez of Acme Corp emailed from Berlin."
 REDACTED = "[PERSON] of Acme Corp emailed from Berlin."
@@ -23,23 +20,6 @@ def linear(*specialists: str) -> list[StepSpec]:
         StepSpec(id=f"s{i}", specialist=s, depends_on=[f"s{i - 1}"] if i > 1 else [])
         for i, s in enumerate(specialists, start=1)
     ]
-
-
-async def settled(redis: Redis) -> None:
-    """Wait until the orchestrators have handled everything published so far."""
-
-    async def idle() -> bool:
-        for stream in (names.TASKS_STREAM, names.RESULTS_STREAM):
-            try:
-                groups: Any = await redis.xinfo_groups(stream)
-            except ResponseError:
-                return False  # the orchestrators have not created their groups yet
-            group = [g for g in groups if g["name"] == names.ORCHESTRATORS_GROUP.encode()]
-            if not group or group[0]["pending"] or group[0]["lag"]:
-                return False
-        return True
-
-    await wait_for(idle, 10, "the orchestrators to settle")
 
 
 async def test_a_chain_hands_each_output_to_the_next_step(

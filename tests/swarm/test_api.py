@@ -720,7 +720,7 @@ async def test_a_stream_that_finds_the_task_ended_sends_the_events_it_missed_fir
 ) -> None:
     """The window between an empty XREAD and reading the task's state: events logged with the
     final state in that window are sent, with their ids, not replaced by a summary."""
-    from swarm.api import _final_event
+    from swarm.eventstream import final_event
 
     store = TaskStore(redis)
     await store.create(TaskRecord(id="t5", input="x"))
@@ -734,7 +734,7 @@ async def test_a_stream_that_finds_the_task_ended_sends_the_events_it_missed_fir
         ]
 
     await store.update("t5", finish)
-    rest = await _final_event(store, "t5", last)
+    rest = await final_event(store, "t5", last)
     assert rest is not None
     ids = [event_id for event_id, _e in await store.events("t5", after=last)]
     assert rest.count("id: ") == 2 and all(f"id: {i}\n" in rest for i in ids)
