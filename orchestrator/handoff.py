@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swarm.catalog import SpecialistRecord, first_error
+from swarm.catalog import SpecialistRecord
 from swarm.messages import StepSpec
+from swarm.schemas import first_error
 
 
 def as_input(task_input: str | Mapping[str, Any]) -> dict[str, Any]:

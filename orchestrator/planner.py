@@ -20,13 +20,12 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-import jsonschema
-
 from orchestrator.handoff import plan_input_problems
 from swarm.catalog import SpecialistRecord
 from swarm.errors import InvalidPlan, SwarmError
 from swarm.messages import StepSpec
 from swarm.plans import MAX_STEPS
+from swarm.schemas import schema_problem
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +276,10 @@ class ModelPlanner:
             temperature=0.0,
         )
         reply: Any = getattr(completion, "json", None)
-        try:
-            # The client constrains and validates already; this guards a client that does not.
-            jsonschema.validate(reply, schema)
-        except jsonschema.ValidationError as exc:
-            log.info("model plan is off-schema: %s", exc.message)
+        # The client constrains and validates already; this guards a client that does not.
+        problem = schema_problem(schema, reply, root="plan")
+        if problem is not None:
+            log.info("model plan is off-schema %s", problem)
             return []
         chosen = [str(n) for n in reply["steps"]]
         # A plan that repeats a specialist back to back is the small model stuttering.

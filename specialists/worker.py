@@ -26,7 +26,7 @@ from specialists.cascade import Cascade, Escalated, Policy, confidence
 from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
-from swarm.catalog import CatalogCache, SpecialistRecord, first_error, list_specialists
+from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
 from swarm.costs import all_teacher_cost_usd, local_cost_usd
 from swarm.errors import (
     InfrastructureError,
@@ -38,6 +38,7 @@ from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import ModelClient
 from swarm.prompting import render_messages
+from swarm.schemas import first_error
 from swarm.settings import Settings
 from swarm.teacher import LabelCache, Teacher, cache_path
 from swarm.tracing import current_traceparent, span

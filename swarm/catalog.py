@@ -8,48 +8,19 @@ round trip whether its copy is still current.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any, Literal
 
-from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from redis.asyncio import Redis
 
 from swarm import names
 from swarm.messages import utcnow
+from swarm.schemas import schema_validator
 
 SpecialistStatus = Literal["ready", "rejected"]
-MAX_COMPILED_SCHEMAS = 256
-
-_compiled: dict[str, Validator] = {}
-
-
-def schema_validator(schema: dict[str, Any]) -> Validator:
-    """A validator for ``schema``, compiled (and the schema checked) once per distinct schema.
-
-    ``jsonschema.validate`` checks the schema against its metaschema on every call, which costs
-    far more than validating a small instance; hot paths validate through this instead.
-    """
-    key = json.dumps(schema, sort_keys=True)
-    validator = _compiled.get(key)
-    if validator is None:
-        cls = validator_for(schema)
-        cls.check_schema(schema)
-        validator = cls(schema)
-        if len(_compiled) >= MAX_COMPILED_SCHEMAS:
-            _compiled.clear()
-        _compiled[key] = validator
-    return validator
-
-
-def first_error(validator: Validator, instance: Any) -> ValidationError | None:
-    """The error ``jsonschema.validate`` would raise for ``instance``, or None if it is valid."""
-    error = best_match(validator.iter_errors(instance))
-    return error if isinstance(error, ValidationError) else None
 
 
 class SpecialistRecord(BaseModel):

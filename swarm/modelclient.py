@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-import jsonschema
 
 from swarm.errors import (
     ConfigurationError,
@@ -43,6 +42,7 @@ from swarm.errors import (
     UnknownSpecialist,
     UserError,
 )
+from swarm.schemas import schema_problem
 from swarm.settings import Settings
 
 T = TypeVar("T")
@@ -97,13 +97,9 @@ def parse_json_output(text: str, schema: dict[str, Any]) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidOutput(f"output is not valid JSON: {exc}", raw=text) from exc
-    try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "output"
-        raise InvalidOutput(
-            f"output does not match the schema at {where}: {exc.message}", raw=text
-        ) from exc
+    problem = schema_problem(schema, value, root="output")
+    if problem is not None:
+        raise InvalidOutput(f"output does not match the schema {problem}", raw=text)
     return value
 
 

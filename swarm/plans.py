@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
-
 from swarm.catalog import SpecialistRecord
 from swarm.errors import InvalidPlan, UnknownSpecialist
 from swarm.messages import StepSpec
+from swarm.schemas import schema_problem
 
 MAX_STEPS = 16
 
@@ -108,9 +107,7 @@ def first_step_input_problems(
             continue
         wanted = set((schema.get("properties") or {}).keys())
         given = {k: v for k, v in fields.items() if not wanted or k in wanted}
-        try:
-            jsonschema.validate(given, schema)
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "input"
-            problems.append(f"step {step.id!r} ({step.specialist}) input at {where}: {exc.message}")
+        problem = schema_problem(schema, given, root="input")
+        if problem is not None:
+            problems.append(f"step {step.id!r} ({step.specialist}) input {problem}")
     return problems

@@ -158,7 +158,6 @@ class TaskRecord(BaseModel):
             return NotImplemented
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
-
     @model_validator(mode="before")
     @classmethod
     def _drop_derived(cls, data: Any) -> Any:

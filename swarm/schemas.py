@@ -1,0 +1,54 @@
+"""Compiled JSON Schema validators: the one place hot paths validate instances.
+
+``jsonschema.validate`` checks the schema against its metaschema on every call, which costs far
+more than validating a small instance. Workers, the orchestrator, the API and the model client
+validate every step's input and output, so they compile each distinct schema once here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+
+MAX_COMPILED_SCHEMAS = 256
+
+_compiled: dict[str, Validator] = {}
+
+
+def schema_validator(schema: dict[str, Any]) -> Validator:
+    """A validator for ``schema``, compiled (and the schema checked) once per distinct schema.
+
+    Raises ``jsonschema.SchemaError`` for a schema that is not valid JSON Schema.
+    """
+    key = json.dumps(schema, sort_keys=True)
+    validator = _compiled.get(key)
+    if validator is None:
+        cls = validator_for(schema)
+        cls.check_schema(schema)
+        validator = cls(schema)
+        if len(_compiled) >= MAX_COMPILED_SCHEMAS:
+            _compiled.clear()
+        _compiled[key] = validator
+    return validator
+
+
+def first_error(validator: Validator, instance: Any) -> ValidationError | None:
+    """The error ``jsonschema.validate`` would raise for ``instance``, or None if it is valid."""
+    error = best_match(validator.iter_errors(instance))
+    return error if isinstance(error, ValidationError) else None
+
+
+def schema_problem(schema: dict[str, Any], instance: Any, *, root: str) -> str | None:
+    """None if ``instance`` matches ``schema``, else where and why not (``at <path>: <why>``).
+
+    ``root`` names the top when the error is not inside a field (``output``, ``input``).
+    """
+    error = first_error(schema_validator(schema), instance)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or root
+    return f"at {where}: {error.message}"
