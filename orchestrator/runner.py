@@ -62,6 +62,8 @@ SWEEP_BATCH = 100
 """Overdue tasks failed per sweep; the next sweep takes the rest."""
 RECENT_RECORDS = 4096
 """Task records an orchestrator keeps from its own writes, to skip the next read of each."""
+RECENT_BYTES = 64 * 1024 * 1024
+"""The most those records may weigh together (their stored JSON); big tasks are read again."""
 
 
 def step_request_id(task_id: str, step_id: str) -> str:
@@ -94,8 +96,12 @@ def _stop_steps(task: TaskRecord, *, canceled: bool) -> None:
 def _record_result(task: TaskRecord, result: StepResult) -> list[TaskEvent] | None:
     """Record a step's result on the task (and end it if that was the last step, or a failure).
 
-    None if the result answers no step the task waits for (a duplicate, or a stray).
+    None if the result answers no step the task waits for (a duplicate, a stray, or a late
+    answer to a task that ended meanwhile: the bus may have failed it beside the document, with
+    its steps still marked running).
     """
+    if task.terminal:
+        return None
     try:
         step = task.step(result.step_id)
     except KeyError:
@@ -188,6 +194,7 @@ class Orchestrator:
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._recent: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._recent_bytes = 0
 
     # Lifecycle
 
@@ -360,13 +367,24 @@ class Orchestrator:
         someone did (another orchestrator, the API, the bus); the copy is handed out once, so two
         handlers never change the same object.
         """
-        task = self._recent.pop(task_id, None)
+        task = self._forget(task_id)
         return task if task is not None else await self.store.get(task_id)
 
     def _remember(self, task: TaskRecord) -> None:
+        self._forget(task.id)
+        if task.stored_bytes > RECENT_BYTES // 16:
+            return
         self._recent[task.id] = task
-        while len(self._recent) > RECENT_RECORDS:
-            self._recent.popitem(last=False)
+        self._recent_bytes += task.stored_bytes
+        while len(self._recent) > RECENT_RECORDS or self._recent_bytes > RECENT_BYTES:
+            _, oldest = self._recent.popitem(last=False)
+            self._recent_bytes -= oldest.stored_bytes
+
+    def _forget(self, task_id: str) -> TaskRecord | None:
+        task = self._recent.pop(task_id, None)
+        if task is not None:
+            self._recent_bytes -= task.stored_bytes
+        return task
 
     def _dispatch(
         self,
@@ -471,6 +489,7 @@ class Orchestrator:
 
     async def _after_end(self, task_id: str, state: str, reason: str | None) -> None:
         """Forget the deadline of an ended task; tell workers to drop any step still running."""
+        self._forget(task_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(names.DEADLINES_KEY, task_id)
             if state in ("failed", "canceled"):

@@ -787,14 +787,20 @@ def _deadline(body: TaskIn, max_deadline_s: float) -> datetime | None:
 
 
 async def _abandon(services: _Services, task_id: str, idem_key: str | None) -> None:
-    """Best effort after a failed hand-off: free the key for a retry, and fail the stored task
-    so it does not sit in 'submitted' with no orchestrator ever told about it."""
+    """Best effort after a failed hand-off: free the key for a retry, and fail the stored task.
+
+    The store-and-hand-over write is atomic, but an error may still come after it took effect
+    (a reply lost on the way back). The client was told the submission failed and may submit
+    again, so the task must not also run: failing it makes the orchestrators drop it at its
+    next message, and tell the workers to drop its steps."""
     with contextlib.suppress(RedisError, OSError):
         if idem_key:
             await services.redis.delete(idem_key)
     with contextlib.suppress(RedisError, OSError, LookupError):
 
-        def fail(task: TaskRecord) -> list[TaskEvent]:
+        def fail(task: TaskRecord) -> list[TaskEvent] | None:
+            if task.terminal:
+                return None
             task.state = "failed"
             task.reason = "the API could not hand the task to the orchestrators"
             return [TaskEvent(kind="state", state="failed", reason=task.reason)]

@@ -21,6 +21,9 @@ from swarm.messages import utcnow
 from swarm.schemas import schema_validator
 
 SpecialistStatus = Literal["ready", "rejected"]
+MAX_TRUSTED_AGE_S = 30.0
+"""How long :meth:`CatalogCache.current` trusts an unchanged version before reading anyway, for
+writes that did not move the counter (a hand-edited hash, a Redis restored from a backup)."""
 
 
 class SpecialistRecord(BaseModel):
@@ -130,7 +133,8 @@ class CatalogCache:
         """The catalog as it is now (one small round trip unless it changed)."""
         version = await self.redis.get(names.SPECIALISTS_VERSION_KEY)
         # No version key: written by something that does not count writes; always re-read.
-        if version is None or version != self._version:
+        stale = time.monotonic() - self._fetched_at > MAX_TRUSTED_AGE_S
+        if version is None or version != self._version or stale:
             await self._fetch()
             self._version = version
             self._fetched_at = time.monotonic()

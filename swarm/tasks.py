@@ -35,11 +35,14 @@ StepStatus = Literal["pending", "running", "completed", "failed", "canceled", "s
 EVENT_FIELD = "m"
 MAX_UPDATE_TRIES = 50
 
-# Shared tail of both scripts. ARGV from ``base``: ttl, events maxlen, then ``n_out`` messages to
-# publish (stream, dedupe key, payload, maxlen, dedupe ttl: KEYS/ARGV pairs as laid out by
+# The scripts share two parts. ARGV from ``base``: ttl, events maxlen, then ``n_out`` messages
+# to publish (stream, dedupe key, payload, maxlen, dedupe ttl: KEYS/ARGV pairs as laid out by
 # ``_script_args``), then ``n_ev`` events (payload, state to count or ''). Publishing is the
 # bus's dedupe-then-XADD (``swarm.bus._PUBLISH_SCRIPT``): a message id sent before is skipped.
-_PUBLISH_AND_LOG = """
+# Messages go out before the record is written: Redis does not undo a script that fails half
+# way, and a record marking steps running whose requests were never sent would hang the task,
+# while a request sent for a record not written is sent again, deduplicated, by the retry.
+_PUBLISH = """
 local ttl, maxlen = ARGV[base], ARGV[base + 1]
 local n_out, n_ev = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
 local a = base + 4
@@ -50,6 +53,8 @@ for i = 1, n_out do
   end
   a = a + 3
 end
+"""
+_LOG = """
 for i = 1, n_ev do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'm', ARGV[a])
   if ARGV[a + 1] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[a + 1], 1) end
@@ -57,37 +62,42 @@ for i = 1, n_ev do
 end
 if n_ev > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 redis.call('EXPIRE', KEYS[1], ttl)
+return 1
 """
 
 # KEYS: task hash, events stream, states counter, then (stream, dedupe key) per message.
-# ARGV: doc, state, updated_at, then the shared tail. Returns 0 if the task exists already.
+# ARGV: doc, state, updated_at, then the shared part. Returns 0 if the task exists already.
 _CREATE_SCRIPT = (
     """
-if redis.call('HSETNX', KEYS[1], 'doc', ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3], 'rev', 1)
+if redis.call('HEXISTS', KEYS[1], 'doc') == 1 then return 0 end
 local base = 4
 """
-    + _PUBLISH_AND_LOG
-    + "return 1\n"
+    + _PUBLISH
+    + """
+redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'state', ARGV[2], 'updated_at', ARGV[3], 'rev', 1)
+"""
+    + _LOG
 )
 
 # KEYS as for create. ARGV: the rev, state and updated_at read (or ''), doc, state, reason,
-# updated_at, then the shared tail. Returns 1 if written, 0 if someone wrote since the read,
+# updated_at, then the shared part. Returns 1 if written, 0 if someone wrote since the read,
 # -1 if the task is gone.
 _UPDATE_SCRIPT = (
     """
-local seen = redis.call('HMGET', KEYS[1], 'rev', 'state', 'updated_at', 'doc')
-if not seen[4] then return -1 end
+if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return -1 end
+local seen = redis.call('HMGET', KEYS[1], 'rev', 'state', 'updated_at')
 if (seen[1] or '') ~= ARGV[1] or (seen[2] or '') ~= ARGV[2] or (seen[3] or '') ~= ARGV[3] then
   return 0
 end
+local base = 8
+"""
+    + _PUBLISH
+    + """
 redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'state', ARGV[5], 'reason', ARGV[6],
   'updated_at', ARGV[7])
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
-local base = 8
 """
-    + _PUBLISH_AND_LOG
-    + "return 1\n"
+    + _LOG
 )
 
 
@@ -150,10 +160,16 @@ class TaskRecord(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     _seen: tuple[str, str, str] | None = PrivateAttr(None)
     """The hash's (rev, state, updated_at) when this copy was read: what a write checks."""
+    _stored_bytes: int = PrivateAttr(0)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Size of the stored document this copy was read from or written as (0 if neither)."""
+        return self._stored_bytes
 
     def __eq__(self, other: object) -> bool:
-        # Two copies of the same task are equal whenever they were read: ``_seen`` is
-        # bookkeeping for the next write, not part of the record.
+        # Two copies of the same task are equal whenever they were read: ``_seen`` and
+        # ``_stored_bytes`` are bookkeeping for the next write, not part of the record.
         if not isinstance(other, TaskRecord):
             return NotImplemented
         return type(self) is type(other) and self.__dict__ == other.__dict__
@@ -256,18 +272,14 @@ class TaskStore:
             assert task._seen is not None
             task.updated_at = utcnow()
             keys, args = self._script_args(task_id, events, outbox or ())
-            head = [
-                *task._seen,
-                _dump(task),
-                task.state,
-                task.reason or "",
-                task.updated_at.isoformat(),
-            ]
+            doc = _dump(task)
+            head = [*task._seen, doc, task.state, task.reason or "", task.updated_at.isoformat()]
             written = await self._update_script(keys=keys, args=[*head, *args])
             if written == 1:
                 # What the hash holds now, so the caller may pass this copy back as ``current``.
                 rev = str(int(task._seen[0] or 0) + 1)
                 task._seen = (rev, task.state, task.updated_at.isoformat())
+                task._stored_bytes = len(doc)
                 return task
             if written == -1:
                 raise TaskNotFound(task_id)
@@ -315,6 +327,7 @@ def _load(task_id: str, raw: dict[Any, Any]) -> TaskRecord:
         raise TaskNotFound(task_id)
     task = TaskRecord.model_validate_json(fields["doc"])
     task._seen = (fields.get("rev", ""), fields.get("state", ""), fields.get("updated_at", ""))
+    task._stored_bytes = len(fields["doc"])
     # Someone outside the record (the bus's dead-letter path) may have ended the task.
     state = fields.get("state")
     if state in TERMINAL_STATES and not task.terminal:

@@ -162,6 +162,42 @@ async def test_a_failed_step_fails_the_task_and_stops_its_siblings(
     assert (await driver.task(task_id)).step("query").status == "canceled"
 
 
+async def test_a_result_after_the_bus_failed_the_task_changes_nothing(
+    driver: Driver, start_orchestrator: Start, redis: Redis
+) -> None:
+    # The orchestrator keeps its own copy of the record after dispatching both branches; the
+    # bus then fails the task beside the document (a step request that kept killing workers),
+    # leaving the other branch marked running. Its late result must not revive the task.
+    plan = [
+        StepSpec(id="a", specialist="pii"),
+        StepSpec(id="b", specialist="entities"),
+    ]
+    start_orchestrator()
+    task_id = await driver.submit(TEXT, plan)
+    await driver.wait_requests("pii", task_id)
+    await driver.wait_requests("entities", task_id)
+    await settled(redis)
+    request = (await driver.requests("pii", task_id))[0]
+    await driver.bus.dead_letter(
+        stream=names.steps_stream("pii"),
+        group=names.WORKERS_GROUP,
+        entry_id="1-0",
+        fields={b"m": request.encode()},
+        reason="delivered 5 times without an ack",
+        deliveries=5,
+    )
+    await driver.answer(task_id, "b", "entities", {"entities": "Acme Corp"})
+    await settled(redis)
+    task = await driver.task(task_id)
+    assert (task.state, task.reason) == ("failed", "delivered 5 times without an ack")
+    assert task.step("b").status != "completed"
+    assert await redis.hget(names.task_key(task_id), "state") == b"failed"
+    kinds = [e.kind for e in await driver.events(task_id)]
+    assert "step.completed" not in kinds
+    assert [e.state for e in await driver.events(task_id) if e.kind == "state"][-1] == "failed"
+    assert await redis.exists(names.canceled_key(task_id))  # the workers drop its steps
+
+
 async def test_a_missing_input_field_fails_the_step_with_what_to_add(
     driver: Driver, start_orchestrator: Start
 ) -> None:
