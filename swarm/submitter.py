@@ -5,7 +5,8 @@ after a network error can never create a second task. The event stream is follow
 task's final state; if it drops, or the server ends it at its time limit, the client reconnects
 with ``Last-Event-ID`` and the server replays exactly what was missed, so no progress line is
 lost or printed twice. Reconnecting is bounded: so many failures in a row without an event, and
-it gives up with an :class:`~swarm.errors.InfrastructureError`.
+it gives up with an :class:`~swarm.errors.InfrastructureError`; a stream the server ended
+while the task can still be read is no failure (a step may be quiet for minutes).
 """
 
 from __future__ import annotations
@@ -155,14 +156,16 @@ def follow_events(
 
     On a dropped connection, a 5xx or a stream the server ended early, it reconnects with
     ``Last-Event-ID`` (after calling ``on_reconnect(last_id, why)``); events it has already
-    yielded are never yielded again.
+    yielded are never yielded again. It gives up after ``max_failures`` reconnects in a row
+    that bring no event, not counting streams the server ended while the task could still
+    be read (GET /v1/tasks/{id}), so a long quiet step is followed to its end.
     """
     http = client or httpx.Client(timeout=httpx.Timeout(10.0, read=READ_TIMEOUT_S))
     last = last_event_id
     failures = 0
     try:
         while True:
-            progressed = False
+            progressed = ended_cleanly = False
             headers = _headers(api_key) | ({"Last-Event-ID": last} if last else {})
             try:
                 with http.stream(
@@ -175,7 +178,10 @@ def follow_events(
                         why = f"the API answered {response.status_code}"
                     else:
                         parser = EventParser()
+                        said = ""
                         for line in response.iter_lines():
+                            if line.startswith(":") and line[1:].strip() != "keepalive":
+                                said = line[1:].strip()  # why the server ends the stream
                             event = parser.feed(line)
                             if event is None or _seen(event, last):
                                 continue
@@ -184,11 +190,18 @@ def follow_events(
                             yield event
                             if event.final:
                                 return
-                        why = "the server ended the stream"
+                        why = "the server ended the stream" + (f" ({said})" if said else "")
+                        ended_cleanly = True
             except httpx.TransportError as exc:
                 why = f"{type(exc).__name__}: {exc}".rstrip(": ")
             if not progressed:
-                failures += 1
+                # A stream the server ended on its own (its time limit, or a long quiet step)
+                # is no outage as long as the task can still be read: a step may run longer
+                # than all the reconnects in a row that count as losing the stream.
+                if ended_cleanly and _task_readable(http, url, task_id, api_key):
+                    failures = 0
+                else:
+                    failures += 1
                 if failures > max_failures:
                     raise InfrastructureError(
                         f"lost the event stream of task {task_id} {failures} times in a row "
@@ -196,10 +209,27 @@ def follow_events(
                     )
             if on_reconnect is not None:
                 on_reconnect(last, why)
-            time.sleep(0.0 if progressed else min(5.0, 0.25 * 2 ** (failures - 1)))
+            if progressed:
+                delay = 0.0
+            elif failures:
+                delay = min(5.0, 0.25 * 2 ** (failures - 1))
+            else:
+                delay = 1.0  # the stream of a task still running ended: go on soon
+            time.sleep(delay)
     finally:
         if client is None:
             http.close()
+
+
+def _task_readable(http: httpx.Client, url: str, task_id: str, api_key: str | None) -> bool:
+    """Whether GET /v1/tasks/{id} answers (so the API and its Redis work); a 4xx raises."""
+    try:
+        response = http.get(f"{url}/v1/tasks/{task_id}", headers=_headers(api_key))
+    except httpx.TransportError:
+        return False
+    if 400 <= response.status_code < 500:
+        raise _refusal(response, f"cannot follow task {task_id}")
+    return response.status_code == 200
 
 
 def _seen(event: ServerEvent, last: str | None) -> bool:
@@ -263,12 +293,22 @@ def submit_and_follow(
     task_id = submit_task(url, body, api_key=api_key, idempotency_key=idempotency_key)
     echo(f"task {task_id} submitted")
     final = "unknown"
+    told = ""
 
     def reconnecting(last: str | None, why: str) -> None:
-        echo(f"(event stream interrupted: {why}; resuming after event {last or 'none'})")
+        nonlocal told
+        line = f"(event stream interrupted: {why}; resuming after event {last or 'none'})"
+        if line != told:  # the same interruption again, with no event between: said already
+            echo(line)
+            told = line
 
-    for event in follow_events(url, task_id, api_key=api_key, on_reconnect=reconnecting):
-        echo(describe(event))
-        if event.final:
-            final = str(event.data["state"])
+    try:
+        for event in follow_events(url, task_id, api_key=api_key, on_reconnect=reconnecting):
+            told = ""
+            echo(describe(event))
+            if event.final:
+                final = str(event.data["state"])
+    except KeyboardInterrupt:
+        echo(f"(stopped following; the task goes on: GET {url}/v1/tasks/{task_id})")
+        raise
     return final

@@ -12,13 +12,16 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import uvicorn
 from redis.asyncio import Redis
 
 from swarm import names, submitter
+from swarm.api import ApiLimits, create_app
 from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.errors import InfrastructureError, UserError
 from swarm.messages import Envelope, TaskEvent
@@ -289,3 +292,86 @@ def test_the_event_parser_follows_the_sse_rules() -> None:
 def test_each_event_reads_as_one_progress_line(event: str, data: dict[str, Any], line: str) -> None:
     assert line in describe(ServerEvent("1-0", event, data))
     assert len(describe(ServerEvent("1-0", event, data))) < 400
+
+
+@contextlib.contextmanager
+def short_stream_api(redis_url: str, port: int) -> Iterator[str]:
+    """The real API, whose event streams end after 0.3 s (as a step quiet for longer than
+    the server's limit sees them end)."""
+    settings = Settings(redis_url=redis_url, vllm_urls=[])
+    app = create_app(settings, limits=ApiLimits(sse_keepalive_s=0.1, sse_max_s=0.3))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+async def test_a_step_quieter_than_every_reconnect_is_followed_to_its_end(redis: Redis) -> None:
+    await put_specialist(
+        redis,
+        SpecialistRecord(name="pii", status="ready", manifest={"input_schema": PII_SCHEMA}),
+    )
+    with short_stream_api(TEST_REDIS_URL, free_port()) as url:
+        task_id = await asyncio.to_thread(
+            submitter.submit_task, url, {"input": "Ann Lee called.", "plan": ["pii"]}
+        )
+        interruptions: list[str] = []
+        events: list[ServerEvent] = []
+
+        def follow() -> None:
+            for event in follow_events(
+                url,
+                task_id,
+                max_failures=1,
+                on_reconnect=lambda _last, why: interruptions.append(why),
+            ):
+                events.append(event)
+
+        follower = asyncio.create_task(asyncio.to_thread(follow))
+        store = TaskStore(redis)
+        await play(store, task_id, WORKING, STARTED)
+        # The step stays quiet through many streams the server ends (more than max_failures).
+        for _ in range(500):
+            if len(interruptions) >= 4:
+                break
+            await asyncio.sleep(0.02)
+        assert not follower.done(), follower.exception()
+        await play(store, task_id, DONE, COMPLETED)
+        await asyncio.wait_for(follower, 20)
+
+    assert [e.event for e in events] == [
+        "state",
+        "state",
+        "step.started",
+        "step.completed",
+        "state",
+    ]
+    assert events[-1].final
+    assert "the server ended the stream (time limit reached" in interruptions[0]
+
+
+async def test_the_same_interruption_is_said_once_until_an_event_comes(redis: Redis) -> None:
+    await put_specialist(
+        redis,
+        SpecialistRecord(name="pii", status="ready", manifest={"input_schema": PII_SCHEMA}),
+    )
+    with short_stream_api(TEST_REDIS_URL, free_port()) as url:
+        lines: list[str] = []
+        follower = asyncio.create_task(
+            asyncio.to_thread(
+                submit_and_follow, url, {"input": "Ann Lee.", "plan": ["pii"]}, echo=lines.append
+            )
+        )
+        task_id = await wait_for_task(redis)
+        store = TaskStore(redis)
+        await asyncio.sleep(3)  # about three streams end while nothing happens
+        await play(store, task_id, WORKING, STARTED, DONE, COMPLETED)
+        assert await asyncio.wait_for(follower, 20) == "completed"
+    said = [line for line in lines if line.startswith("(event stream interrupted")]
+    assert len(said) == 1, lines
