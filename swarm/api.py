@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm import eventstream, metrics, names, plans, problems
-from swarm.bus import Bus
+from swarm.bus import SOCKET_TIMEOUT_S, Bus, redis_client
 from swarm.catalog import CatalogCache, SpecialistRecord
 from swarm.errors import UnknownSpecialist, UserError
 from swarm.messages import (
@@ -89,6 +89,11 @@ class ApiLimits:
     """An event stream closes after this long; the client reconnects with Last-Event-ID."""
     ready_timeout_s: float = 2.0
     """Per-dependency timeout of /readyz."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sse_keepalive_s < SOCKET_TIMEOUT_S:
+            # A blocking read as long as the socket timeout would fail every quiet stream.
+            raise ValueError(f"sse_keepalive_s must be between 0 and {SOCKET_TIMEOUT_S} s")
 
 
 TAGS = [
@@ -377,7 +382,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis if redis is not None else Redis.from_url(settings.redis_url)
+        client = redis if redis is not None else redis_client(settings.redis_url)
         http = httpx.AsyncClient(timeout=limits.ready_timeout_s)
         app.state.services = _Services(
             redis=client,

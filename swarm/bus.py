@@ -139,9 +139,27 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
+SOCKET_TIMEOUT_S = 30.0
+"""How long one Redis call may go unanswered before it fails. It must stay above every blocking
+read (a consumer's ``XREADGROUP`` blocks ``Consumer.block_ms``, the SSE stream's ``XREAD`` its
+keepalive, 5 s by default), so only a server that stopped answering trips it: redis-py's own
+default, 5 s, equals the SSE block and cut every quiet event stream."""
+SOCKET_CONNECT_TIMEOUT_S = 5.0
+
+
+def redis_client(url: str) -> Redis:
+    """A Redis client as every swarm process uses it (bytes replies, bounded socket waits)."""
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
+    )
+
+
 async def connect(url: str | None = None) -> Redis:
     """Open a Redis client for the bus, and check that the server answers."""
-    client = Redis.from_url(url or get_settings().redis_url, decode_responses=False)
+    client = redis_client(url or get_settings().redis_url)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:

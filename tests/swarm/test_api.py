@@ -560,6 +560,30 @@ async def test_an_event_stream_is_bounded_in_time(catalog: None, redis: Redis) -
     assert "reconnect with Last-Event-ID" in comments[-1]
 
 
+async def test_a_quiet_event_stream_outlasts_the_redis_clients_default_timeout(
+    catalog: None, redis: Redis
+) -> None:
+    # The production defaults: a keepalive XREAD blocks 5 s, which is exactly redis-py's own
+    # socket timeout; with that client every quiet stream broke off as "Redis is unavailable".
+    await TaskStore(redis).create(TaskRecord(id="t5", input="x"))
+    with serve(create_app(settings(), limits=ApiLimits(sse_max_s=30))) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+            comments: list[str] = []
+            reader = asyncio.create_task(
+                read_events(http, "/v1/tasks/t5/events", count=2, comments=comments)
+            )
+            await asyncio.sleep(6.5)
+
+            def fail(task: TaskRecord) -> list[TaskEvent]:
+                task.state = "failed"
+                return [TaskEvent(kind="state", state="failed", reason="late")]
+
+            await TaskStore(redis).update("t5", fail)
+            events = await asyncio.wait_for(reader, 10)
+    assert [json.loads(e["data"]).get("state") for e in events] == ["submitted", "failed"]
+    assert comments == [": keepalive"]
+
+
 # --- cancel -------------------------------------------------------------------------------------
 
 
