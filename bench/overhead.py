@@ -237,7 +237,7 @@ async def throughput(
         async def one() -> None:
             async with semaphore:
                 response = await client.post("/v1/tasks", json=TASK)
-                response.raise_for_status()
+                accepted(response)
                 ids.append(response.json()["id"])
 
         started = time.perf_counter()
@@ -264,6 +264,12 @@ async def throughput(
     return figures
 
 
+def accepted(response: httpx.Response) -> None:
+    """Stop the run with the API's own explanation if it refused a task."""
+    if response.status_code != 202:
+        raise SystemExit(f"POST /v1/tasks answered {response.status_code}: {response.text}")
+
+
 async def latency(url: str, redis_url: str, count: int, concurrency: int) -> dict[str, Any]:
     """Run ``count`` tasks, ``concurrency`` at a time, each waited for before the next."""
     redis = Redis.from_url(redis_url)
@@ -273,7 +279,7 @@ async def latency(url: str, redis_url: str, count: int, concurrency: int) -> dic
         async def loop(n: int) -> None:
             for _ in range(n):
                 response = await client.post("/v1/tasks", json=TASK)
-                response.raise_for_status()
+                accepted(response)
                 task_id = response.json()["id"]
                 ids.append(task_id)
                 deadline = time.monotonic() + 60
