@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -51,6 +51,14 @@ def _decode(task_id: str, entry_id: str, fields: dict[Any, Any]) -> TaskEvent | 
     return body if isinstance(body, TaskEvent) else None
 
 
+def _events(task_id: str, entries: Any) -> Iterator[tuple[str, TaskEvent | None]]:
+    """Each stream entry's id with its event, or None for one that cannot be read (skipped,
+    but its id still moves the reader past it)."""
+    for raw_id, fields in entries:
+        entry_id = _text(raw_id)
+        yield entry_id, _decode(task_id, entry_id, fields)
+
+
 def _ends(event: TaskEvent) -> bool:
     return event.kind == "state" and event.state in TERMINAL_STATES
 
@@ -79,9 +87,7 @@ async def event_stream(
     try:
         while True:  # the replay, a page at a time
             entries: Any = await redis.xrange(stream, min=f"({last}", max="+", count=PAGE)
-            for raw_id, fields in entries:
-                last = _text(raw_id)
-                event = _decode(task_id, last, fields)
+            for last, event in _events(task_id, entries):
                 if event is not None:
                     yield sse(event, last)
                     if _ends(event):
@@ -104,9 +110,7 @@ async def event_stream(
                 yield ": keepalive\n\n"
                 continue
             for _name, batch in response:
-                for raw_id, fields in batch:
-                    last = _text(raw_id)
-                    event = _decode(task_id, last, fields)
+                for last, event in _events(task_id, batch):
                     if event is not None:
                         yield sse(event, last)
                         if _ends(event):

@@ -8,16 +8,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from swarm.api import create_app
+from swarm.api import ApiLimits, create_app
 from swarm.settings import Settings
 
 
 @contextmanager
-def api_server(settings: Settings, port: int) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+def api_server(settings: Settings, port: int, limits: ApiLimits | None = None) -> Iterator[str]:
+    """The API app for ``settings`` (and ``limits``, if given) on ``port``."""
+    app = create_app(settings) if limits is None else create_app(settings, limits=limits)
+    with serve_app(app, port) as url:
+        yield url
+
+
+@contextmanager
+def serve_app(app: ASGIApp, port: int) -> Iterator[str]:
+    """Any ASGI app under uvicorn in a thread on ``port``, until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -8,16 +8,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -30,6 +28,7 @@ from swarm.messages import Cancel, Envelope, TaskEvent, TaskSubmitted, TokenUsag
 from swarm.settings import Settings
 from swarm.tasks import TaskRecord, TaskStore
 
+from apiserver import serve_app
 from conftest import free_port
 from openaistub import openai_stub
 from redisfixture import TEST_REDIS_URL
@@ -63,21 +62,9 @@ def settings(**changes: Any) -> Settings:
     return Settings(**{"redis_url": TEST_REDIS_URL, "vllm_urls": [], **changes})
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
+def serve(app: FastAPI) -> AbstractContextManager[str]:
     """Run an app under uvicorn in a thread on a free port."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    return serve_app(app, free_port())
 
 
 FAST = ApiLimits(sse_keepalive_s=0.2, idempotency_wait_s=1.0)

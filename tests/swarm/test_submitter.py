@@ -12,16 +12,14 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 
 from swarm import names, submitter
-from swarm.api import ApiLimits, create_app
+from swarm.api import ApiLimits
 from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.errors import InfrastructureError, UserError
 from swarm.messages import Envelope, TaskEvent
@@ -294,22 +292,11 @@ def test_each_event_reads_as_one_progress_line(event: str, data: dict[str, Any],
     assert len(describe(ServerEvent("1-0", event, data))) < 400
 
 
-@contextlib.contextmanager
-def short_stream_api(redis_url: str, port: int) -> Iterator[str]:
+def short_stream_api(redis_url: str, port: int) -> contextlib.AbstractContextManager[str]:
     """The real API, whose event streams end after 0.3 s (as a step quiet for longer than
     the server's limit sees them end)."""
     settings = Settings(redis_url=redis_url, vllm_urls=[])
-    app = create_app(settings, limits=ApiLimits(sse_keepalive_s=0.1, sse_max_s=0.3))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    return api_server(settings, port, ApiLimits(sse_keepalive_s=0.1, sse_max_s=0.3))
 
 
 async def test_a_step_quieter_than_every_reconnect_is_followed_to_its_end(redis: Redis) -> None:
