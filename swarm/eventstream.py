@@ -32,7 +32,9 @@ def is_stream_id(value: str) -> bool:
     """A Redis stream id Redis will accept (an out-of-range one would be a server error)."""
     left, sep, right = value.partition("-")
     parts = [left, right] if sep else [left]
-    return all(p.isdigit() and len(p) <= 20 and int(p) <= _MAX_STREAM_PART for p in parts)
+    return all(
+        p.isascii() and p.isdigit() and len(p) <= 20 and int(p) <= _MAX_STREAM_PART for p in parts
+    )
 
 
 def sse(event: TaskEvent, event_id: str | None = None) -> str:

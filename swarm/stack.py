@@ -204,10 +204,16 @@ class _Stopper:
 
 
 def run_stack(settings: Settings, *, echo: Callable[[str], None] = print) -> None:
-    """Run everything until Ctrl-C or SIGTERM (a clean stop) or until a component dies
+    """Run everything until Ctrl-C, SIGTERM or SIGHUP (a clean stop) or until a component dies
     (a :class:`SwarmError` naming it and its log)."""
     stopper = _Stopper()
-    previous = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: the children run in sessions of their own, so a closed terminal signals only
+    # this process, and without a handler it would die leaving all of them running.
+    stopped_by = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, stopper) for s in stopped_by}
+    # A print that fails (stdout piped into a `tee` that Ctrl-C killed too) must never cut the
+    # start or the cleanup short: that would leave the children running.
+    echo = _tolerant(echo)
     redis_process: subprocess.Popen[bytes] | None = None
     server: ModelServer | None = None
     children: list[tuple[str, subprocess.Popen[bytes], Path]] = []
@@ -267,8 +273,9 @@ def run_stack(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
             echo("stopping...")
         for _role, child, _log in children:
             _signal(child, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S  # shared: they were all told at once
         for _role, child, _log in children:
-            _end(child, grace_s=STOP_GRACE_S, signalled=True)
+            _end(child, grace_s=max(0.0, deadline - time.monotonic()), signalled=True)
         if server is not None and server.process is not None:
             # A vLLM still starting has nothing to finish: it need not be given long.
             server.stop(grace_s=15.0 if serving else 5.0)
@@ -281,6 +288,14 @@ def run_stack(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
             signal.signal(sig, handler)
         if started:
             echo("stopped")
+
+
+def _tolerant(echo: Callable[[str], None]) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        with contextlib.suppress(OSError):
+            echo(line)
+
+    return say
 
 
 def _base_model(settings: Settings, echo: Callable[[str], None]) -> str:

@@ -492,6 +492,10 @@ async def test_events_replay_exactly_what_was_missed(
     assert [e["id"] for e in after] == ids[3:]
     bad = await client.get("/v1/tasks/t1/events", headers={"Last-Event-ID": "yesterday"})
     assert "'yesterday' is not an event id" in problem(bad, 400, "invalid-event-id")
+    # Digits outside ASCII are digits to str.isdigit, and a 500 from int() or from Redis.
+    for odd in ("\u00b2", "1-\u0663"):
+        bad = await client.get("/v1/tasks/t1/events", params={"after": odd})
+        assert "is not an event id" in problem(bad, 400, "invalid-event-id")
 
 
 async def test_events_follow_live_with_keepalives_until_the_task_ends(

@@ -132,7 +132,10 @@ def _processes_with(text: str) -> list[int]:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
-def test_ctrl_c_while_vllm_starts_stops_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
+def test_ctrl_c_while_vllm_starts_stops_at_once_and_leaves_nothing(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     model = str(tmp_path / "no-such-model")  # vLLM is interrupted long before it looks
     up = swarm_up(tmp_path, SWARM_BASE_MODEL=model, SWARM_VLLM_DEVICE="cpu")
     assert up.stdout is not None
@@ -143,7 +146,7 @@ def test_ctrl_c_while_vllm_starts_stops_at_once_and_leaves_nothing(tmp_path: Pat
             break
     time.sleep(1)
     assert _processes_with(model), "vLLM was not started"
-    up.send_signal(signal.SIGINT)
+    up.send_signal(stop)  # Ctrl-C, or the terminal closing (only this process hears it)
     out, err = finish(up, 25)  # at once, not after vLLM has started
     assert up.returncode == 0, "".join(lines) + out + err
     assert out.rstrip().endswith("stopping...\nstopped"), out
