@@ -138,10 +138,14 @@ async def final_event(store: TaskStore, task_id: str, last: str) -> str | None:
     # A final state is logged in the same atomic write as the events that led to it, and they
     # may have landed between the last XREAD and the read above: send them, not a summary.
     out = []
-    for event_id, event in await store.events(task_id, after=last):
-        out.append(sse(event, event_id))
-        if _ends(event):
-            return "".join(out)
+    entries: Any = await store.redis.xrange(
+        names.task_events_stream(task_id), min=f"({last}", max="+", count=PAGE
+    )
+    for event_id, event in _events(task_id, entries):  # unreadable ones skipped, as live
+        if event is not None:
+            out.append(sse(event, event_id))
+            if _ends(event):
+                return "".join(out)
     out.append(sse(TaskEvent(kind="state", state=task.state, reason=task.reason)))
     return "".join(out)
 
