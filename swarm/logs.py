@@ -54,6 +54,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     """Configure the root logger on stderr, as text or JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
@@ -64,3 +67,9 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The HTTP clients log every request at INFO: the registry's once-a-second poll of vLLM
+    # and every model call would drown what swarm itself says. Their warnings still show, and
+    # at DEBUG everything does.
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(quiet)

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
-from swarm.logs import JsonFormatter, task_context
+from swarm.logs import JsonFormatter, setup_logging, task_context
 from swarm.settings import Settings
 from swarm.tracing import current_traceparent, setup_tracing, span
 
@@ -66,3 +66,20 @@ def test_json_logs_carry_the_task_and_trace_ids(spans: InMemorySpanExporter) -> 
     assert line["trace_id"] == f"{active.get_span_context().trace_id:032x}"
     outside = json.loads(JsonFormatter().format(record))
     assert "task_id" not in outside
+
+
+def test_http_client_request_lines_stay_out_of_info_logs() -> None:
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        setup_logging("INFO")
+        assert logging.getLogger("swarm.anything").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        setup_logging("DEBUG")
+        assert logging.getLogger("httpcore").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:], _ = before
+        root.setLevel(before[1])
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
