@@ -40,6 +40,7 @@ from swarm import names
 from swarm.errors import InvalidMessage, RedisUnavailable
 from swarm.messages import Envelope, TaskEvent, envelope, utcnow
 from swarm.settings import Settings, get_settings
+from swarm.tasks import TERMINAL_STATES
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,23 @@ return false
 _SETTLE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return redis.call('XACK', KEYS[2], ARGV[3], ARGV[4])
+"""
+
+# Fail the task of a dead-lettered message, unless there is no such task (expired, or never
+# stored: nothing to create) or it has ended already (a late dead-letter must not log a second
+# end). KEYS: task hash, its events stream, the fleet's task-state counters. ARGV: reason,
+# updated_at, the event, events maxlen, then the terminal states. Returns 1 if it failed it.
+_FAIL_TASK_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+for i = 5, #ARGV do
+  if state == ARGV[i] then return 0 end
+end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'reason', ARGV[1], 'updated_at', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+return 1
 """
 
 
@@ -178,6 +196,7 @@ class Bus:
         self._publish_script = redis.register_script(_PUBLISH_SCRIPT)
         self.touch_script = redis.register_script(_TOUCH_SCRIPT)
         self.settle_script = redis.register_script(_SETTLE_SCRIPT)
+        self._fail_task_script = redis.register_script(_FAIL_TASK_SCRIPT)
 
     async def publish(self, stream: str, message: Envelope) -> str | None:
         """Append one envelope to a stream, trimmed approximately.
@@ -271,17 +290,21 @@ class Bus:
             pipe.delete(history_key)
             if task_id:
                 event = envelope(task_id, TaskEvent(kind="state", state="failed", reason=reason))
-                pipe.hset(
-                    names.task_key(task_id),
-                    mapping={"state": "failed", "reason": reason, "updated_at": record["at"]},
-                )
-                # A writer that read the record before this must not overwrite it.
-                pipe.hincrby(names.task_key(task_id), "rev", 1)
-                pipe.xadd(
-                    names.task_events_stream(task_id),
-                    {PAYLOAD_FIELD: event.encode()},
-                    maxlen=self.settings.stream_maxlen,
-                    approximate=True,
+                # Moves ``rev`` too, so a writer that read the record before cannot overwrite it.
+                await self._fail_task_script(
+                    keys=[
+                        names.task_key(task_id),
+                        names.task_events_stream(task_id),
+                        names.TASK_STATES_KEY,
+                    ],
+                    args=[
+                        reason,
+                        record["at"],
+                        event.encode(),
+                        self.settings.stream_maxlen,
+                        *sorted(TERMINAL_STATES),
+                    ],
+                    client=pipe,
                 )
             await pipe.execute()
         log.warning("dead-lettered %s %s: %s", stream, entry_id, reason)

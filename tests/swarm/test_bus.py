@@ -17,6 +17,7 @@ from swarm import names
 from swarm.bus import HANDLED, PAYLOAD_FIELD, Bus, Consumer, Delivery, Reject, wait_until
 from swarm.messages import Cancel, Envelope, TaskEvent, envelope
 from swarm.settings import Settings
+from swarm.tasks import TaskRecord, TaskStore
 
 from redisfixture import TEST_REDIS_URL
 
@@ -188,6 +189,7 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliveries(
     redis: Redis, bus_settings: Settings
 ) -> None:
     bus = Bus(redis, settings=bus_settings)
+    await TaskStore(redis).create(TaskRecord(id="task-9", input="x"))
     handler = Recorder(redis, fail=True)
     consumer = start(bus, handler)
     message = envelope("task-9", Cancel())
@@ -219,9 +221,40 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliveries(
     task = await redis.hgetall(names.task_key("task-9"))
     assert task[b"state"] == b"failed"
     assert b"delivered 3 times" in task[b"reason"]
-    [(_eid, fields)] = await redis.xrange(names.task_events_stream("task-9"))
+    loaded = await TaskStore(redis).get("task-9")
+    assert (loaded.state, loaded.reason) == ("failed", task[b"reason"].decode())
+    [_submitted, (_eid, fields)] = await redis.xrange(names.task_events_stream("task-9"))
     event = Envelope.decode(fields[PAYLOAD_FIELD.encode()]).body
     assert isinstance(event, TaskEvent) and event.state == "failed"
+    assert await redis.hget(names.TASK_STATES_KEY, "failed") == b"1"
+
+
+async def test_dead_lettering_leaves_ended_and_unknown_tasks_alone(redis: Redis) -> None:
+    # A late dead-letter must not log a second end beside a finished task, nor make a record
+    # (with no TTL) for a task that expired or was never stored.
+    store = TaskStore(redis)
+    await store.create(TaskRecord(id="done", input="x"))
+
+    def complete(task: TaskRecord) -> list[TaskEvent]:
+        task.state = "completed"
+        return [TaskEvent(kind="state", state="completed")]
+
+    await store.update("done", complete)
+    logged = await redis.xlen(names.task_events_stream("done"))
+    for task_id in ("done", "gone"):
+        await Bus(redis).dead_letter(
+            stream=STREAM,
+            group="g",
+            entry_id="1-0",
+            fields={PAYLOAD_FIELD.encode(): envelope(task_id, Cancel()).encode()},
+            reason="delivered 5 times without success",
+            deliveries=5,
+        )
+    assert (await store.get("done")).state == "completed"
+    assert await redis.hget(names.task_key("done"), "state") == b"completed"
+    assert await redis.xlen(names.task_events_stream("done")) == logged
+    assert not await redis.exists(names.task_key("gone"), names.task_events_stream("gone"))
+    assert await redis.xlen(names.DEAD_LETTER_STREAM) == 2  # both kept for inspection
 
 
 async def test_a_message_that_kills_every_consumer_is_dead_lettered(
@@ -229,6 +262,7 @@ async def test_a_message_that_kills_every_consumer_is_dead_lettered(
 ) -> None:
     bus = Bus(redis, settings=bus_settings)
     await bus.ensure_group(STREAM, GROUP)
+    await TaskStore(redis).create(TaskRecord(id="task-7", input="x"))
     message = envelope("task-7", Cancel())
     await bus.publish(STREAM, message)
     for n in range(bus_settings.max_deliveries):
