@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from swarm import schemas
 from swarm.catalog import SpecialistRecord
 from swarm.messages import StepSpec
-from swarm.schemas import first_error
 
 
 def as_input(task_input: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -95,10 +95,9 @@ def input_problem(
             f"{where} needs input field{'s' if plural else ''} {_quoted(missing)}; "
             f"add {'them' if plural else 'it'} to the task input"
         )
-    error = first_error(target.input_validator, dict(step_input))
-    if error is not None:
-        at = "/".join(str(p) for p in error.absolute_path) or "input"
-        return f"{where} input does not match its schema at {at}: {error.message}"
+    mismatch = schemas.problem(target.input_validator, dict(step_input), root="input")
+    if mismatch is not None:
+        return f"{where} input does not match its schema {mismatch}"
     return None
 
 

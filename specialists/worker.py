@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from specialists.builtin import BUILTINS
 from specialists.cascade import Cascade, Escalated, Policy, confidence
-from swarm import names
+from swarm import names, schemas
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
@@ -38,7 +38,6 @@ from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import ModelClient
 from swarm.prompting import render_messages
-from swarm.schemas import first_error
 from swarm.settings import Settings
 from swarm.teacher import LabelCache, Teacher, cache_path
 from swarm.tracing import current_traceparent, span
@@ -54,10 +53,9 @@ def validate_output(
     record: SpecialistRecord, step_input: dict[str, Any], output: Any
 ) -> str | None:
     """None if ``output`` may be handed on, else why not (schema first, then own checks)."""
-    error = first_error(record.output_validator, output)
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "output"
-        return f"output does not match the schema at {where}: {error.message}"
+    mismatch = schemas.problem(record.output_validator, output, root="output")
+    if mismatch is not None:
+        return f"output does not match the schema {mismatch}"
     builtin = BUILTINS.get(record.name)
     if builtin is not None and builtin.check is not None:
         return builtin.check(step_input, output)

@@ -42,13 +42,18 @@ def first_error(validator: Validator, instance: Any) -> ValidationError | None:
     return error if isinstance(error, ValidationError) else None
 
 
-def schema_problem(schema: dict[str, Any], instance: Any, *, root: str) -> str | None:
-    """None if ``instance`` matches ``schema``, else where and why not (``at <path>: <why>``).
+def problem(validator: Validator, instance: Any, *, root: str) -> str | None:
+    """None if ``instance`` is valid, else where and why not (``at <path>: <why>``).
 
     ``root`` names the top when the error is not inside a field (``output``, ``input``).
     """
-    error = first_error(schema_validator(schema), instance)
+    error = first_error(validator, instance)
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or root
     return f"at {where}: {error.message}"
+
+
+def schema_problem(schema: dict[str, Any], instance: Any, *, root: str) -> str | None:
+    """:func:`problem` against ``schema``, compiled once (:func:`schema_validator`)."""
+    return problem(schema_validator(schema), instance, root=root)
