@@ -19,12 +19,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from swarm import names
 from swarm.bus import Bus, Delivery
 from swarm.messages import StepRequest, StepSpec, envelope
 from swarm.settings import Settings
 
-STREAM = "swarm:bench:stream"
-GROUP = "swarm:bench:group"
+STREAM = f"{names.PREFIX}:bench:stream"
+GROUP = f"{names.PREFIX}:bench:group"
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -30,13 +30,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from orchestrator.handoff import build_input, input_problem
 from orchestrator.planner import Planner
 from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Outgoing, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord
+from swarm.connections import RedisClient
 from swarm.errors import UserError
 from swarm.logs import task_context
 from swarm.messages import (
@@ -175,7 +174,7 @@ class Orchestrator:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: Settings,
         planner: Planner,
         *,
@@ -490,14 +489,16 @@ class Orchestrator:
     async def _after_end(self, task_id: str, state: str, reason: str | None) -> None:
         """Forget the deadline of an ended task; tell workers to drop any step still running."""
         self._forget(task_id)
+        dropped = state in ("failed", "canceled")
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(names.DEADLINES_KEY, task_id)
-            if state in ("failed", "canceled"):
+            if dropped:
                 # Workers check the marker before and during a step; the broadcast is for
                 # anyone listening for it (the API cancels the same way).
                 pipe.set(names.canceled_key(task_id), b"1", ex=CANCELED_TTL_S)
-                pipe.publish(names.cancel_channel(task_id), (reason or state).encode())
             await pipe.execute()
+        if dropped:  # not pipelined: a cluster pipeline refuses PUBLISH, which has no key
+            await self.redis.publish(names.cancel_channel(task_id), (reason or state).encode())
 
     # Deadlines
 
@@ -542,7 +543,7 @@ async def run_orchestrator(settings: Settings) -> None:
 
     from orchestrator.planner import ModelPlanner
     from swarm.basemodel import served_base_name
-    from swarm.bus import connect
+    from swarm.connections import connect
     from swarm.modelclient import ModelClient
 
     redis = await connect(settings.redis_url)

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from swarm import names
 from swarm.calibration import confidence
+from swarm.connections import RedisClient
 from swarm.dataset import Example
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
 from swarm.messages import utcnow
@@ -87,7 +86,7 @@ class Escalated:
 class Cascade:
     """Escalates steps to the teacher and records each escalation for retraining."""
 
-    def __init__(self, redis: Redis, settings: Settings, teacher: Teacher | None) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, teacher: Teacher | None) -> None:
         self.redis = redis
         self.settings = settings
         self.teacher = teacher
@@ -163,7 +162,7 @@ class Cascade:
         )
 
 
-async def read_escalations(redis: Redis, specialist: str) -> list[Example]:
+async def read_escalations(redis: RedisClient, specialist: str) -> list[Example]:
     """Every kept escalation of ``specialist`` as a labelled example, oldest first."""
     examples = []
     entries: Any = await redis.xrange(names.escalations_stream(specialist))

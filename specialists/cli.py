@@ -256,7 +256,7 @@ def calibrate(
 
 async def _escalations(settings: Any, specialist: str) -> list[Any]:
     from specialists.cascade import read_escalations
-    from swarm.bus import connect
+    from swarm.connections import connect
 
     redis = await connect(settings.redis_url)
     try:

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from specialists.manifest import NAME_PATTERN, Manifest, load_manifest
 from swarm.basemodel import base_model_aliases, resolve_base_model
 from swarm.catalog import (
@@ -46,6 +44,7 @@ from swarm.catalog import (
     put_specialist,
     remove_specialist,
 )
+from swarm.connections import RedisClient
 from swarm.errors import ConfigurationError, InfrastructureError, InvalidAdapter, SwarmError
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
@@ -384,7 +383,7 @@ class Registry:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: Settings,
         client: ModelClient,
         *,
@@ -560,7 +559,7 @@ async def run_registry(settings: Settings) -> None:
     """``swarm registry``: watch the adapters dir until SIGINT or SIGTERM."""
     import signal
 
-    from swarm.bus import connect
+    from swarm.connections import connect
 
     redis = await connect(settings.redis_url)
     client = ModelClient(settings)

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from specialists.builtin import BUILTINS
 from specialists.cascade import Cascade, Escalated, Policy, confidence
 from swarm import names, schemas
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.connections import RedisClient
 from swarm.costs import all_teacher_cost_usd, local_cost_usd
 from swarm.errors import (
     InfrastructureError,
@@ -85,7 +84,7 @@ class Worker:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: Settings,
         model: ModelClient,
         *,
@@ -198,8 +197,14 @@ class Worker:
             attempt=message.attempt,
             body=result,
         )
-        await self.bus.publish(names.RESULTS_STREAM, reply)
-        await record_step(self.redis, message.task_id, result)
+        # One round trip: a result published before (this delivery is a redelivery of a step
+        # whose worker died before acking) is neither sent nor counted again.
+        await record_step(
+            self.redis,
+            message.task_id,
+            result,
+            publish=self.bus.outgoing(names.RESULTS_STREAM, reply),
+        )
         return result
 
     async def _run_cancellable(
@@ -357,7 +362,7 @@ async def run_worker(settings: Settings, specialists: Sequence[str] | None = Non
     import signal
 
     from swarm.basemodel import served_base_name
-    from swarm.bus import connect
+    from swarm.connections import connect
 
     redis = await connect(settings.redis_url)
     client = ModelClient(settings)

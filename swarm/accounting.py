@@ -2,8 +2,10 @@
 
 Each finished step appends one entry to a bounded Redis stream (its id is the time, so a report
 over a window is one XRANGE) and bumps running totals per specialist in one hash (what /metrics
-exports). A step redelivered after a worker crash may be counted twice; the figures are
-operational estimates, not an invoice.
+exports), in the same script that publishes the step's result. A step whose worker died after
+publishing is not counted again when it is redelivered; one whose worker died during the model
+call is run, and paid for, again, but counted once. The figures are operational estimates, not
+an invoice.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from swarm import names
+from swarm.connections import RedisClient
 from swarm.messages import StepResult
+
+if TYPE_CHECKING:
+    from swarm.bus import Outgoing
 
 ACCOUNTING_MAXLEN = 200_000
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -32,8 +36,38 @@ TOTAL_FIELDS = (
 )
 
 
-async def record_step(redis: Redis, task_id: str, result: StepResult) -> None:
-    """Account one finished step (one round trip)."""
+# Publish a step's result (the bus's dedupe-then-XADD) and account the step, in one call: a
+# result already published (a redelivered step run again) is neither sent nor counted again.
+# KEYS: results stream, its dedupe key, accounting stream, totals hash, latency hash; an empty
+# results stream means account only. ARGV: payload, maxlen, dedupe ttl, accounting entry,
+# accounting maxlen, specialist, escalated, failed, cost, all-teacher cost, prompt tokens,
+# completion tokens, the latency sum field, latency seconds, then the bucket fields to count.
+_RECORD_SCRIPT = """
+if KEYS[1] ~= '' then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 0 end
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'data', ARGV[4])
+local p = ARGV[6] .. ':'
+redis.call('HINCRBY', KEYS[4], p .. 'steps', 1)
+redis.call('HINCRBY', KEYS[4], p .. 'escalations', ARGV[7])
+redis.call('HINCRBY', KEYS[4], p .. 'failed', ARGV[8])
+redis.call('HINCRBYFLOAT', KEYS[4], p .. 'cost_usd', ARGV[9])
+redis.call('HINCRBYFLOAT', KEYS[4], p .. 'all_teacher_cost_usd', ARGV[10])
+redis.call('HINCRBY', KEYS[4], p .. 'prompt_tokens', ARGV[11])
+redis.call('HINCRBY', KEYS[4], p .. 'completion_tokens', ARGV[12])
+redis.call('HINCRBYFLOAT', KEYS[5], ARGV[13], ARGV[14])
+for i = 15, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], 1) end
+return 1
+"""
+
+
+async def record_step(
+    redis: RedisClient, task_id: str, result: StepResult, *, publish: Outgoing | None = None
+) -> bool:
+    """Account one finished step, and first publish ``publish`` (its result message) if given,
+    all in one round trip. Returns False if that message was published before: then the step
+    is not counted again."""
     entry = {
         "task_id": task_id,
         "specialist": result.specialist,
@@ -45,34 +79,38 @@ async def record_step(redis: Redis, task_id: str, result: StepResult) -> None:
         "prompt_tokens": result.tokens.prompt,
         "completion_tokens": result.tokens.completion,
     }
-    prefix = result.specialist
-    pipe = redis.pipeline(transaction=False)
-    pipe.xadd(
-        names.ACCOUNTING_STREAM,
-        {"data": json.dumps(entry)},
-        maxlen=ACCOUNTING_MAXLEN,
-        approximate=True,
-    )
-    pipe.hincrby(names.STATS_KEY, f"{prefix}:steps", 1)
-    pipe.hincrby(names.STATS_KEY, f"{prefix}:escalations", int(result.escalated))
-    pipe.hincrby(names.STATS_KEY, f"{prefix}:failed", int(not result.valid))
-    pipe.hincrbyfloat(names.STATS_KEY, f"{prefix}:cost_usd", result.cost_usd)
-    pipe.hincrbyfloat(
-        names.STATS_KEY, f"{prefix}:all_teacher_cost_usd", result.all_teacher_cost_usd
-    )
-    pipe.hincrby(names.STATS_KEY, f"{prefix}:prompt_tokens", result.tokens.prompt)
-    pipe.hincrby(names.STATS_KEY, f"{prefix}:completion_tokens", result.tokens.completion)
     seconds = result.latency_ms / 1000
     series = f"{result.specialist}|{result.adapter_version or 'base'}"
-    for bound in LATENCY_BUCKETS_S:
-        if seconds <= bound:
-            pipe.hincrby(names.STEP_LATENCY_KEY, f"{series}|{bound}", 1)
-    pipe.hincrby(names.STEP_LATENCY_KEY, f"{series}|+Inf", 1)
-    pipe.hincrbyfloat(names.STEP_LATENCY_KEY, f"{series}|sum", seconds)
-    await pipe.execute()
+    buckets = [f"{series}|{bound}" for bound in LATENCY_BUCKETS_S if seconds <= bound]
+    keys = [
+        publish.stream if publish else "",
+        publish.dedupe_key if publish else "",
+        names.ACCOUNTING_STREAM,
+        names.STATS_KEY,
+        names.STEP_LATENCY_KEY,
+    ]
+    args: list[Any] = [
+        publish.payload if publish else b"",
+        publish.maxlen if publish else 0,
+        publish.dedupe_ttl_s if publish else 0,
+        json.dumps(entry),
+        ACCOUNTING_MAXLEN,
+        result.specialist,
+        int(result.escalated),
+        int(not result.valid),
+        repr(result.cost_usd),
+        repr(result.all_teacher_cost_usd),
+        result.tokens.prompt,
+        result.tokens.completion,
+        f"{series}|sum",
+        repr(seconds),
+        *buckets,
+        f"{series}|+Inf",
+    ]
+    return bool(await redis.register_script(_RECORD_SCRIPT)(keys=keys, args=args))
 
 
-async def latency_histograms(redis: Redis) -> dict[tuple[str, str], dict[str, float]]:
+async def latency_histograms(redis: RedisClient) -> dict[tuple[str, str], dict[str, float]]:
     """Fleet-wide step latency histograms: (specialist, adapter version) -> cumulative buckets
     keyed by upper bound (``"0.1"``, ..., ``"+Inf"``) plus ``"sum"``, in seconds."""
     raw: dict[Any, Any] = await redis.hgetall(names.STEP_LATENCY_KEY)
@@ -84,7 +122,7 @@ async def latency_histograms(redis: Redis) -> dict[tuple[str, str], dict[str, fl
     return out
 
 
-async def totals(redis: Redis) -> dict[str, dict[str, float]]:
+async def totals(redis: RedisClient) -> dict[str, dict[str, float]]:
     """Running totals per specialist since Redis was last emptied."""
     raw: dict[Any, Any] = await redis.hgetall(names.STATS_KEY)
     out: dict[str, dict[str, float]] = {}
@@ -128,7 +166,7 @@ class Report:
         return asdict(self)
 
 
-async def report(redis: Redis, *, window_s: float, now: float | None = None) -> Report:
+async def report(redis: RedisClient, *, window_s: float, now: float | None = None) -> Report:
     """Summarise the steps accounted in the last ``window_s`` seconds."""
     end = now if now is not None else time.time()
     start_id = f"{int((end - window_s) * 1000)}-0"

@@ -36,14 +36,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm import eventstream, metrics, names, plans, problems
-from swarm.bus import SOCKET_TIMEOUT_S, Bus, redis_client
+from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistRecord
-from swarm.errors import UnknownSpecialist, UserError
+from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client
+from swarm.errors import RedisUnavailable, UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
     StepSpec,
@@ -238,7 +238,7 @@ class Readiness(BaseModel):
 
 @dataclass
 class _Services:
-    redis: Redis
+    redis: RedisClient
     store: TaskStore
     bus: Bus
     http: httpx.AsyncClient
@@ -369,10 +369,21 @@ class BodyLimit:
 # The app
 
 
+async def _open_redis(url: str) -> RedisClient:
+    """A client for ``url``, a cluster client if it points at a cluster. An unreachable Redis
+    does not stop the API from starting: ``/readyz`` says so, and calls fail as 503 until
+    it is back."""
+    try:
+        return await connect(url)
+    except RedisUnavailable as exc:
+        log.warning("%s; starting anyway", exc)
+        return redis_client(url)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
-    redis: Redis | None = None,
+    redis: RedisClient | None = None,
     limits: ApiLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app. It opens its own Redis client from ``settings`` unless one is given
@@ -382,7 +393,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis if redis is not None else redis_client(settings.redis_url)
+        client = redis if redis is not None else await _open_redis(settings.redis_url)
         http = httpx.AsyncClient(timeout=limits.ready_timeout_s)
         app.state.services = _Services(
             redis=client,
@@ -839,7 +850,7 @@ def _text(value: Any) -> str:
 # Readiness
 
 
-async def _ping(redis: Redis, timeout_s: float) -> str:
+async def _ping(redis: RedisClient, timeout_s: float) -> str:
     try:
         await asyncio.wait_for(redis.ping(), timeout_s)
     except TimeoutError:

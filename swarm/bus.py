@@ -33,11 +33,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from swarm import names
-from swarm.errors import InvalidMessage, RedisUnavailable
+from swarm.connections import RedisClient
+from swarm.errors import InvalidMessage
 from swarm.messages import Envelope, TaskEvent, envelope, utcnow
 from swarm.settings import Settings, get_settings
 from swarm.tasks import TERMINAL_STATES
@@ -157,39 +157,10 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
-SOCKET_TIMEOUT_S = 30.0
-"""How long one Redis call may go unanswered before it fails. It must stay above every blocking
-read (a consumer's ``XREADGROUP`` blocks ``Consumer.block_ms``, the SSE stream's ``XREAD`` its
-keepalive, 5 s by default), so only a server that stopped answering trips it: redis-py's own
-default, 5 s, equals the SSE block and cut every quiet event stream."""
-SOCKET_CONNECT_TIMEOUT_S = 5.0
-
-
-def redis_client(url: str) -> Redis:
-    """A Redis client as every swarm process uses it (bytes replies, bounded socket waits)."""
-    return Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
-    )
-
-
-async def connect(url: str | None = None) -> Redis:
-    """Open a Redis client for the bus, and check that the server answers."""
-    client = redis_client(url or get_settings().redis_url)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
-    return client
-
-
 class Bus:
     """Publishes envelopes to streams and creates consumers on them."""
 
-    def __init__(self, redis: Redis, *, settings: Settings | None = None) -> None:
+    def __init__(self, redis: RedisClient, *, settings: Settings | None = None) -> None:
         self.redis = redis
         self.settings = settings or get_settings()
         # Registered scripts run by SHA, falling back to sending the source once.
@@ -283,29 +254,31 @@ class Bus:
             "task_id": task_id or "",
             "at": utcnow().isoformat(),
         }
+        if task_id:
+            # First, so a crash before the ack below leaves the entry pending: it is dead-lettered
+            # again, and this script, which leaves an ended task alone, does nothing the second
+            # time. It moves ``rev`` too, so a writer that read the record before cannot
+            # overwrite it.
+            event = envelope(task_id, TaskEvent(kind="state", state="failed", reason=reason))
+            await self._fail_task_script(
+                keys=[
+                    names.task_key(task_id),
+                    names.task_events_stream(task_id),
+                    names.TASK_STATES_KEY,
+                ],
+                args=[
+                    reason,
+                    record["at"],
+                    event.encode(),
+                    self.settings.stream_maxlen,
+                    *sorted(TERMINAL_STATES),
+                ],
+            )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(names.DEAD_LETTER_STREAM, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
             pipe.hincrby(names.BUS_STATS_KEY, f"dead_lettered|{stream}", 1)
             pipe.xack(stream, group, entry_id)
             pipe.delete(history_key)
-            if task_id:
-                event = envelope(task_id, TaskEvent(kind="state", state="failed", reason=reason))
-                # Moves ``rev`` too, so a writer that read the record before cannot overwrite it.
-                await self._fail_task_script(
-                    keys=[
-                        names.task_key(task_id),
-                        names.task_events_stream(task_id),
-                        names.TASK_STATES_KEY,
-                    ],
-                    args=[
-                        reason,
-                        record["at"],
-                        event.encode(),
-                        self.settings.stream_maxlen,
-                        *sorted(TERMINAL_STATES),
-                    ],
-                    client=pipe,
-                )
             await pipe.execute()
         log.warning("dead-lettered %s %s: %s", stream, entry_id, reason)
 
@@ -349,7 +322,7 @@ class Consumer:
     _runner: asyncio.Task[None] | None = None
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         return self.bus.redis
 
     @property

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from jsonschema.protocols import Validator
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-from redis.asyncio import Redis
 
 from swarm import names
+from swarm.connections import RedisClient
 from swarm.messages import utcnow
 from swarm.schemas import schema_validator
 
@@ -74,35 +74,36 @@ class SpecialistRecord(BaseModel):
         return validator
 
 
-async def list_specialists(redis: Redis) -> list[SpecialistRecord]:
+async def list_specialists(redis: RedisClient) -> list[SpecialistRecord]:
     """Every registered specialist, ready or rejected, sorted by name."""
     raw = await redis.hgetall(names.SPECIALISTS_KEY)
     records = [SpecialistRecord.model_validate_json(value) for value in raw.values()]
     return sorted(records, key=lambda r: r.name)
 
 
-async def get_specialist(redis: Redis, name: str) -> SpecialistRecord | None:
+async def get_specialist(redis: RedisClient, name: str) -> SpecialistRecord | None:
     """One specialist's record, or None if no folder of that name is registered."""
     raw = await redis.hget(names.SPECIALISTS_KEY, name)
     return SpecialistRecord.model_validate_json(raw) if raw else None
 
 
-async def put_specialist(redis: Redis, record: SpecialistRecord) -> None:
+async def put_specialist(redis: RedisClient, record: SpecialistRecord) -> None:
     """Publish one record and announce the change (the registry's write path)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(names.SPECIALISTS_KEY, record.name, record.model_dump_json())
         pipe.incr(names.SPECIALISTS_VERSION_KEY)
-        pipe.publish(names.SPECIALISTS_CHANNEL, record.name)
         await pipe.execute()
+    # Not pipelined: a cluster pipeline refuses PUBLISH, which has no key.
+    await redis.publish(names.SPECIALISTS_CHANNEL, record.name)
 
 
-async def remove_specialist(redis: Redis, name: str) -> None:
+async def remove_specialist(redis: RedisClient, name: str) -> None:
     """Unregister one specialist and announce the change."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hdel(names.SPECIALISTS_KEY, name)
         pipe.incr(names.SPECIALISTS_VERSION_KEY)
-        pipe.publish(names.SPECIALISTS_CHANNEL, name)
         await pipe.execute()
+    await redis.publish(names.SPECIALISTS_CHANNEL, name)
 
 
 class CatalogCache:
@@ -113,7 +114,7 @@ class CatalogCache:
     only changed records are parsed again, so an unchanged record keeps its compiled schemas.
     """
 
-    def __init__(self, redis: Redis, *, ttl_s: float = 1.0) -> None:
+    def __init__(self, redis: RedisClient, *, ttl_s: float = 1.0) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self._records: dict[str, SpecialistRecord] = {}

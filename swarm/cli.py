@@ -166,7 +166,7 @@ def report(
 
     from swarm.accounting import render
     from swarm.accounting import report as summarise
-    from swarm.bus import connect
+    from swarm.connections import connect
 
     settings = get_settings()
     window = parse_window(since)

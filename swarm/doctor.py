@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from swarm.connections import connect
+from swarm.errors import ConfigurationError, RedisUnavailable
 from swarm.settings import Settings
 
 MIN_REDIS = (6, 2, 0)
@@ -24,16 +26,21 @@ class Check:
 
 
 async def check_redis(settings: Settings) -> Check:
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        info = await client.info("server")
-    except (RedisError, OSError) as exc:
+        client = await connect(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    except RedisUnavailable as exc:
         return Check(
             "redis",
             False,
-            f"cannot reach Redis at {settings.redis_url} ({exc}); start one with "
-            "`redis-server` or set SWARM_REDIS_URL",
+            f"{exc}; start one with `redis-server` or set SWARM_REDIS_URL",
         )
+    except ConfigurationError as exc:
+        return Check("redis", False, str(exc))
+    try:
+        kind = "Redis Cluster" if isinstance(client, RedisCluster) else "Redis"
+        info: Any = await client.info("server")  # a cluster client asks one node
+    except (RedisError, OSError) as exc:
+        return Check("redis", False, f"Redis at {settings.redis_url} failed INFO: {exc}")
     finally:
         await client.aclose()
     version = str(info.get("redis_version", "0"))
@@ -42,7 +49,7 @@ async def check_redis(settings: Settings) -> Check:
         return Check(
             "redis", False, f"Redis {version} is too old: swarm needs 6.2 or newer for XAUTOCLAIM"
         )
-    return Check("redis", True, f"Redis {version} at {settings.redis_url}")
+    return Check("redis", True, f"{kind} {version} at {settings.redis_url}")
 
 
 async def check_vllm(url: str) -> Check:

@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from swarm import metrics, names
+from swarm.connections import RedisClient
 from swarm.errors import InvalidMessage
 from swarm.messages import Envelope, TaskEvent
 from swarm.tasks import EVENT_FIELD, TERMINAL_STATES, TaskNotFound, TaskStore
@@ -66,7 +66,7 @@ def _ends(event: TaskEvent) -> bool:
 
 
 async def event_stream(
-    redis: Redis,
+    redis: RedisClient,
     store: TaskStore,
     task_id: str,
     after: str,
@@ -120,8 +120,8 @@ async def event_stream(
         yield ": time limit reached; reconnect with Last-Event-ID to go on\n\n"
     except (RedisError, OSError) as exc:
         # The 200 is already out, so a problem body is impossible: say why in a comment.
-        log.warning("task %s: event stream ended: Redis: %s", task_id, exc)
-        yield ": Redis is unavailable; reconnect with Last-Event-ID shortly\n\n"
+        log.warning("task %s: event stream ended: RedisClient: %s", task_id, exc)
+        yield ": RedisClient is unavailable; reconnect with Last-Event-ID shortly\n\n"
     finally:
         metrics.SSE_STREAMS.dec()
 

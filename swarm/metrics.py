@@ -21,9 +21,10 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from swarm.connections import RedisClient
 
 REGISTRY = CollectorRegistry()
 
@@ -159,7 +160,7 @@ FLEET = FleetCollector()
 REGISTRY.register(FLEET)
 
 
-async def refresh(redis: Redis) -> None:
+async def refresh(redis: RedisClient) -> None:
     """Read what /metrics exports from Redis: totals, histograms, pending, stream lengths."""
     from swarm import accounting, names
 
@@ -188,7 +189,7 @@ async def refresh(redis: Redis) -> None:
         STREAM_DEPTH.labels(stream).set(await redis.xlen(stream))
 
 
-async def _specialists(redis: Redis) -> list[str]:
+async def _specialists(redis: RedisClient) -> list[str]:
     from swarm import names
 
     keys = await redis.hkeys(names.SPECIALISTS_KEY)

@@ -1,12 +1,16 @@
 """Every Redis stream, consumer group and key name swarm uses, in one place.
 
-All names live under the ``swarm:`` namespace. Keys that belong to one task carry the task id in
-braces (a Redis Cluster hash tag), so a task's keys land on one shard.
+All names live under the ``{swarm}:`` namespace. The braces are a Redis Cluster hash tag: Cluster
+hashes only the first ``{...}`` of a key, so every swarm key, stream and counter lands in one hash
+slot. That is what lets one Lua script or ``MULTI`` write a task's record, its event log, the fleet
+counters and the step streams it publishes to, and one ``XREADGROUP`` read several streams, on a
+Redis Cluster as on a single server (where the braces mean nothing). The price is that one swarm
+deployment lives on one shard of a cluster; ``docs/scaling.md`` says what that means.
 """
 
 from __future__ import annotations
 
-PREFIX = "swarm"
+PREFIX = "{swarm}"
 
 # Streams
 TASKS_STREAM = f"{PREFIX}:stream:tasks"
@@ -26,7 +30,7 @@ def steps_stream(specialist: str) -> str:
 
 def task_events_stream(task_id: str) -> str:
     """The ordered event log of one task (replayed by the SSE endpoint)."""
-    return f"{PREFIX}:events:{{{task_id}}}"
+    return f"{PREFIX}:events:{task_id}"
 
 
 # Consumer groups
@@ -37,7 +41,7 @@ WORKERS_GROUP = f"{PREFIX}:workers"
 # Bus bookkeeping
 def heartbeat_key(group: str, consumer: str) -> str:
     """Exists while a consumer is alive; it renews the key's TTL on every beat."""
-    return f"{PREFIX}:hb:{group}:{consumer}"
+    return f"{PREFIX}:hb:{_local(group)}:{consumer}"
 
 
 def hash_tag(key: str) -> str:
@@ -47,28 +51,30 @@ def hash_tag(key: str) -> str:
     return key[start + 1 : end] if start != -1 and end > start + 1 else key
 
 
+def _local(name: str) -> str:
+    """``name`` without the namespace, to nest one name in another."""
+    return name.removeprefix(f"{PREFIX}:")
+
+
 def published_key(stream: str, message_id: str) -> str:
-    """Marks a message id as published to a stream; shares the stream's cluster slot."""
-    return f"{PREFIX}:published:{{{hash_tag(stream)}}}:{message_id}"
+    """Marks a message id as published to a stream, so a producer's retry has no second effect."""
+    return f"{PREFIX}:published:{_local(stream)}:{message_id}"
 
 
 def handled_key(stream: str, group: str, message_id: str) -> str:
-    """Marks a message id as handled by a group, so a redelivery has no second effect.
-
-    It shares the stream's cluster slot, so one script can mark and acknowledge together.
-    """
-    return f"{PREFIX}:handled:{{{hash_tag(stream)}}}:{group}:{message_id}"
+    """Marks a message id as handled by a group, so a redelivery has no second effect."""
+    return f"{PREFIX}:handled:{_local(stream)}:{_local(group)}:{message_id}"
 
 
 def history_key(stream: str, entry_id: str) -> str:
     """The delivery history of one stream entry: who got it, when, and how it failed."""
-    return f"{PREFIX}:history:{stream}:{entry_id}"
+    return f"{PREFIX}:history:{_local(stream)}:{entry_id}"
 
 
 # Task state
 def task_key(task_id: str) -> str:
     """Hash holding a task's state (``state``, ``reason``, ...)."""
-    return f"{PREFIX}:task:{{{task_id}}}"
+    return f"{PREFIX}:task:{task_id}"
 
 
 # Specialist registry
@@ -92,7 +98,7 @@ def cancel_channel(task_id: str) -> str:
 
 def canceled_key(task_id: str) -> str:
     """Exists once a task is canceled, so a worker that missed the broadcast still sees it."""
-    return f"{PREFIX}:canceled:{{{task_id}}}"
+    return f"{PREFIX}:canceled:{task_id}"
 
 
 DEADLINES_KEY = f"{PREFIX}:deadlines"

@@ -35,7 +35,11 @@ class Settings(BaseSettings):
 
     # Redis
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Redis URL (redis://, rediss:// or unix://)."
+        "redis://127.0.0.1:6379/0",
+        description=(
+            "Redis URL (redis://, rediss:// or unix://). A Redis Cluster node's URL works as it "
+            "is; redis+cluster:// or rediss+cluster:// asks for a cluster client outright."
+        ),
     )
 
     # Model serving

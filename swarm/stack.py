@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import httpx
 import redis
 
+from swarm.connections import CLUSTER_SCHEMES
 from swarm.errors import ConfigurationError, RedisUnavailable, SwarmError
 from swarm.modelserver import ModelServer
 from swarm.settings import Settings
@@ -41,6 +42,9 @@ STOP_GRACE_S = 30.0
 
 def redis_problem(url: str) -> str | None:
     """None if the Redis at ``url`` answers PING, else why not (one line)."""
+    scheme, _, _ = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:  # any node answers for the cluster
+        url = f"{CLUSTER_SCHEMES[scheme]}://{urlparse(url).netloc}"
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     except ValueError as exc:

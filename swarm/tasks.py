@@ -22,9 +22,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, model_validator
-from redis.asyncio import Redis
 
 from swarm import names
+from swarm.connections import RedisClient
 from swarm.messages import Envelope, StepSpec, TaskEvent, TaskState, TokenUsage, envelope, utcnow
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ MAX_UPDATE_TRIES = 50
 # to publish (stream, dedupe key, payload, maxlen, dedupe ttl: KEYS/ARGV pairs as laid out by
 # ``_script_args``), then ``n_ev`` events (payload, state to count or ''). Publishing is the
 # bus's dedupe-then-XADD (``swarm.bus._PUBLISH_SCRIPT``): a message id sent before is skipped.
-# Messages go out before the record is written: Redis does not undo a script that fails half
+# Messages go out before the record is written: RedisClient does not undo a script that fails half
 # way, and a record marking steps running whose requests were never sent would hang the task,
 # while a request sent for a record not written is sent again, deduplicated, by the retry.
 _PUBLISH = """
@@ -215,7 +215,7 @@ class TaskNotFound(LookupError):
 class TaskStore:
     """Reads and writes task records and their event logs."""
 
-    def __init__(self, redis: Redis, *, ttl_s: int = 7 * 86_400, events_maxlen: int = 10_000):
+    def __init__(self, redis: RedisClient, *, ttl_s: int = 7 * 86_400, events_maxlen: int = 10_000):
         self.redis = redis
         self.ttl_s = ttl_s
         self.events_maxlen = events_maxlen

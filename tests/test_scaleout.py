@@ -31,7 +31,8 @@ from adapterfactory import register_builtins
 from apiserver import api_server
 from conftest import free_port
 from openaistub import completion, openai_stub
-from redisfixture import TEST_REDIS_URL
+
+pytestmark = pytest.mark.redis_backends
 
 TASKS = 40
 SPANS = InMemorySpanExporter()
@@ -53,10 +54,10 @@ def answer(body: dict[str, Any]) -> tuple[int, Any]:
 
 
 @pytest.fixture
-async def fleet(redis: Redis) -> AsyncIterator[Settings]:
+async def fleet(redis: Redis, redis_url: str) -> AsyncIterator[Settings]:
     await register_builtins(redis)
     with openai_stub(answer, free_port()) as model:
-        settings = Settings(redis_url=TEST_REDIS_URL, vllm_urls=[model.url],
+        settings = Settings(redis_url=redis_url, vllm_urls=[model.url],
                             heartbeat_timeout_s=2.0)  # fmt: skip
         client = ModelClient(settings)
         orchestrators = [

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from orchestrator.planner import RulePlanner
 from orchestrator.runner import Orchestrator
-from swarm.bus import connect
 from swarm.catalog import SpecialistRecord
+from swarm.connections import connect
 from swarm.messages import Envelope, StepResult, TaskEvent, TaskSubmitted
 from swarm.settings import get_settings
 from swarm.tasks import TaskRecord

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from redis.asyncio import Redis
 
 from specialists.builtin import sqldata
 from specialists.cascade import Cascade, read_escalations
@@ -22,6 +21,7 @@ from specialists.manifest import load_manifest
 from specialists.registry import safetensors_header, validate_adapter_folder
 from swarm import names
 from swarm.basemodel import UPSTREAM_ID
+from swarm.connections import connect
 from swarm.dataset import Example, read_examples, write_examples
 from swarm.distill import DistillOptions, Pipeline, bump_version
 from swarm.errors import ConfigurationError, UnknownSpecialist
@@ -118,7 +118,7 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
 
 
 async def keep_escalations(settings: Settings, examples: list[Example]) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    redis = await connect(settings.redis_url)
     await redis.delete(names.escalations_stream("sql"))
     cascade = Cascade(redis, settings, None)
     manifest = find_specialist("sql", settings).manifest
@@ -129,7 +129,7 @@ async def keep_escalations(settings: Settings, examples: list[Example]) -> None:
 
 
 async def escalations_of(settings: Settings) -> list[Example]:
-    redis = Redis.from_url(settings.redis_url)
+    redis = await connect(settings.redis_url)
     try:
         return await read_escalations(redis, "sql")
     finally:

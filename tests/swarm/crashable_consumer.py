@@ -8,15 +8,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from redis.asyncio import Redis
-
 from swarm.bus import Bus, Delivery
+from swarm.connections import connect
 from swarm.settings import Settings
 
 
 async def main() -> None:
     url, stream, group, name, work_s, heartbeat_s = sys.argv[1:7]
-    redis = Redis.from_url(url)
+    redis = await connect(url)
     bus = Bus(redis, settings=Settings(redis_url=url, heartbeat_timeout_s=float(heartbeat_s)))
 
     async def handler(delivery: Delivery) -> None:

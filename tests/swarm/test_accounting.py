@@ -108,11 +108,10 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
         in text
     )
     assert 'swarm_step_duration_seconds_count{adapter_version="base",specialist="sql"} 1.0' in text
-    assert 'swarm_pending_messages{group="swarm:workers",stream="swarm:stream:steps:pii"} 1.0' in (
-        text
-    )
+    pending = f'group="{names.WORKERS_GROUP}",stream="{names.steps_stream("pii")}"'
+    assert f"swarm_pending_messages{{{pending}}} 1.0" in text
     assert 'swarm_tasks_total{state="completed"} 2.0' in text
-    assert 'swarm_messages_dead_lettered_total{stream="swarm:stream:tasks"} 1.0' in text
+    assert f'swarm_messages_dead_lettered_total{{stream="{names.TASKS_STREAM}"}} 1.0' in text
 
 
 async def test_swarm_report_prints_a_table_then_json(redis: Redis) -> None:

@@ -31,7 +31,8 @@ from swarm.tasks import TaskRecord, TaskStore
 from apiserver import serve_app
 from conftest import free_port
 from openaistub import openai_stub
-from redisfixture import TEST_REDIS_URL
+
+pytestmark = pytest.mark.redis_backends
 
 SQL_INPUT = {"question": "How many?", "schema": "CREATE TABLE t (id INT);"}
 PROBLEM = "application/problem+json"
@@ -58,8 +59,8 @@ async def catalog(redis: Redis) -> None:
     )
 
 
-def settings(**changes: Any) -> Settings:
-    return Settings(**{"redis_url": TEST_REDIS_URL, "vllm_urls": [], **changes})
+def settings(redis_url: str, **changes: Any) -> Settings:
+    return Settings(**{"redis_url": redis_url, "vllm_urls": [], **changes})
 
 
 def serve(app: FastAPI) -> AbstractContextManager[str]:
@@ -71,8 +72,8 @@ FAST = ApiLimits(sse_keepalive_s=0.2, idempotency_wait_s=1.0)
 
 
 @pytest.fixture
-async def api(catalog: None) -> AsyncIterator[str]:
-    with serve(create_app(settings(), limits=FAST)) as url:
+async def api(catalog: None, redis_url: str) -> AsyncIterator[str]:
+    with serve(create_app(settings(redis_url), limits=FAST)) as url:
         yield url
 
 
@@ -297,7 +298,7 @@ async def test_malformed_oversize_and_misdirected_requests(client: httpx.AsyncCl
 
 
 async def test_a_dead_redis_is_a_503_not_a_crash(catalog: None) -> None:
-    dead = settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    dead = settings(f"redis://127.0.0.1:{free_port()}/0")
     with serve(create_app(dead)) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             response = await http.post("/v1/tasks", json={"input": "x", "plan": ["pii"]})
@@ -356,8 +357,10 @@ async def test_a_key_whose_first_request_never_finished_is_409(
 # --- auth ---------------------------------------------------------------------------------------
 
 
-async def test_each_key_sees_only_its_own_tasks(catalog: None, redis: Redis) -> None:
-    with serve(create_app(settings(api_keys="alice-key,bob-key"))) as url:
+async def test_each_key_sees_only_its_own_tasks(
+    catalog: None, redis: Redis, redis_url: str
+) -> None:
+    with serve(create_app(settings(redis_url, api_keys="alice-key,bob-key"))) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             body = {"input": "x", "plan": ["pii"]}
             alice = {"Authorization": "Bearer alice-key"}
@@ -538,10 +541,12 @@ async def test_an_ended_task_whose_final_event_is_missing_still_closes(
     assert json.loads(events[-1]["data"])["reason"] == "dead-lettered"
 
 
-async def test_an_event_stream_is_bounded_in_time(catalog: None, redis: Redis) -> None:
+async def test_an_event_stream_is_bounded_in_time(
+    catalog: None, redis: Redis, redis_url: str
+) -> None:
     await TaskStore(redis).create(TaskRecord(id="t4", input="x"))
     limits = ApiLimits(sse_keepalive_s=0.1, sse_max_s=0.5)
-    with serve(create_app(settings(), limits=limits)) as url:
+    with serve(create_app(settings(redis_url), limits=limits)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             started = time.monotonic()
             comments: list[str] = []
@@ -552,12 +557,12 @@ async def test_an_event_stream_is_bounded_in_time(catalog: None, redis: Redis) -
 
 
 async def test_a_quiet_event_stream_outlasts_the_redis_clients_default_timeout(
-    catalog: None, redis: Redis
+    catalog: None, redis: Redis, redis_url: str
 ) -> None:
     # The production defaults: a keepalive XREAD blocks 5 s, which is exactly redis-py's own
     # socket timeout; with that client every quiet stream broke off as "Redis is unavailable".
     await TaskStore(redis).create(TaskRecord(id="t5", input="x"))
-    with serve(create_app(settings(), limits=ApiLimits(sse_max_s=30))) as url:
+    with serve(create_app(settings(redis_url), limits=ApiLimits(sse_max_s=30))) as url:
         async with httpx.AsyncClient(base_url=url, timeout=20) as http:
             comments: list[str] = []
             reader = asyncio.create_task(
@@ -639,10 +644,10 @@ async def test_specialists_are_listed_with_status_reason_and_eval(
     }
 
 
-async def test_readyz_checks_redis_and_every_model_server(catalog: None) -> None:
+async def test_readyz_checks_redis_and_every_model_server(catalog: None, redis_url: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with openai_stub([], free_port()) as vllm:
-        with serve(create_app(settings(vllm_urls=[vllm.url]))) as url:
+        with serve(create_app(settings(redis_url, vllm_urls=[vllm.url]))) as url:
             async with httpx.AsyncClient() as http:
                 ready = await http.get(f"{url}/readyz")
             assert ready.status_code == 200
@@ -650,7 +655,7 @@ async def test_readyz_checks_redis_and_every_model_server(catalog: None) -> None
                 "status": "ready",
                 "checks": {"redis": "ok", f"vllm {vllm.url}": "ok"},
             }
-        with serve(create_app(settings(vllm_urls=[vllm.url, dead]))) as url:
+        with serve(create_app(settings(redis_url, vllm_urls=[vllm.url, dead]))) as url:
             async with httpx.AsyncClient() as http:
                 response = await http.get(f"{url}/readyz")
     detail = problem(response, 503, "not-ready")
@@ -679,7 +684,7 @@ async def test_metrics_count_submissions_and_time_requests(
         assert value(after, series) - value(before, series) == grew, outcome
     assert 'route="/v1/tasks/{task_id}",status="404"' in after  # a template, not the raw path
     assert 'swarm_http_request_duration_seconds_bucket{le="0.005",method="POST"' in after
-    for series in ("swarm_sse_streams", 'swarm_stream_length{stream="swarm:stream:tasks"}'):
+    for series in ("swarm_sse_streams", f'swarm_stream_length{{stream="{names.TASKS_STREAM}"}}'):
         assert series in after
 
 

@@ -19,10 +19,10 @@ from swarm.messages import Cancel, Envelope, TaskEvent, envelope
 from swarm.settings import Settings
 from swarm.tasks import TaskRecord, TaskStore
 
-from redisfixture import TEST_REDIS_URL
+pytestmark = pytest.mark.redis_backends
 
-STREAM = "swarm:stream:test"
-GROUP = "swarm:test-group"
+STREAM = f"{names.PREFIX}:stream:test"
+GROUP = f"{names.PREFIX}:test-group"
 
 
 class Recorder:
@@ -89,7 +89,8 @@ async def test_a_republished_message_has_no_second_effect(
     message = envelope("t1", Cancel())
     assert await bus.publish(STREAM, message)
     assert await bus.publish(STREAM, message) is None  # a producer retrying after a timeout
-    assert await bus.publish("swarm:stream:other", message)  # another stream is another effect
+    other = f"{names.PREFIX}:stream:other"
+    assert await bus.publish(other, message)  # another stream is another effect
 
     assert await wait_until(lambda: _true(consumer.stats.handled == 1), 5)
     await asyncio.sleep(0.2)
@@ -122,7 +123,7 @@ async def test_redelivery_after_handling_but_before_ack_has_no_second_effect(
 
 
 async def test_a_killed_consumers_message_is_finished_by_another_within_the_timeout(
-    redis: Redis, bus_settings: Settings
+    redis: Redis, redis_url: str, bus_settings: Settings
 ) -> None:
     bus = Bus(redis, settings=bus_settings)
     await bus.ensure_group(STREAM, GROUP)
@@ -131,7 +132,7 @@ async def test_a_killed_consumers_message_is_finished_by_another_within_the_time
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
-        TEST_REDIS_URL,
+        redis_url,
         STREAM,
         GROUP,
         "doomed",

@@ -1,0 +1,99 @@
+"""Redis connections: one way to open a client, for a single server or a Redis Cluster.
+
+``SWARM_REDIS_URL`` picks the server. A ``redis://`` or ``rediss://`` URL that points at a
+Cluster node is noticed when the client connects (``INFO cluster`` says so) and opened as a
+cluster client, so a managed Cluster is, as promised, a URL away. ``redis+cluster://`` and
+``rediss+cluster://`` ask for a cluster client outright, without that first round trip.
+
+Every key swarm uses shares one hash slot (see ``swarm.names``), so the scripts, transactions and
+multi-stream reads the bus relies on run unchanged on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
+
+from swarm.errors import ConfigurationError, RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+RedisClient: TypeAlias = Redis | RedisCluster
+"""What every swarm process talks to Redis through."""
+
+SOCKET_TIMEOUT_S = 30.0
+"""How long one Redis call may go unanswered before it fails. It must stay above every blocking
+read (a consumer's ``XREADGROUP`` blocks ``Consumer.block_ms``, the SSE stream's ``XREAD`` its
+keepalive, 5 s by default), so only a server that stopped answering trips it: redis-py's own
+default, 5 s, equals the SSE block and cut every quiet event stream."""
+SOCKET_CONNECT_TIMEOUT_S = 5.0
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""URL schemes that ask for a cluster client, and the plain scheme redis-py is given."""
+
+
+def redis_client(url: str, **options: Any) -> RedisClient:
+    """A client as every swarm process uses it (bytes replies, bounded socket waits).
+
+    A ``redis+cluster://`` URL gives a cluster client; any other URL a single-server client,
+    without checking what the server is (``connect`` checks).
+    """
+    settings: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        **options,
+    }
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in CLUSTER_SCHEMES:
+        if urlsplit(url).path.strip("/") not in ("", "0"):
+            raise ConfigurationError(
+                f"Redis Cluster has only database 0: drop the database number from {url}"
+            )
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **settings)
+    return Redis.from_url(url, **settings)
+
+
+def cluster_url(url: str) -> str:
+    """``url`` with the scheme that asks for a cluster client."""
+    scheme, _, rest = url.partition("://")
+    return url if scheme in CLUSTER_SCHEMES else f"{scheme}+cluster://{rest}"
+
+
+async def is_cluster_node(client: Redis) -> bool:
+    """Whether the server ``client`` talks to runs in cluster mode."""
+    try:
+        info = await client.info("cluster")
+    except ResponseError:  # a proxy or a managed service that hides INFO: treat as one server
+        return False
+    return str(info.get("cluster_enabled", "0")) == "1"
+
+
+async def connect(url: str, **options: Any) -> RedisClient:
+    """Open a client for ``url`` and check that the server answers.
+
+    A plain URL that turns out to point at a Cluster node is reopened as a cluster client.
+    Raises ``RedisUnavailable`` with the reason if the server cannot be reached.
+    """
+    client = redis_client(url, **options)
+    try:
+        await client.ping()
+        if isinstance(client, Redis) and await is_cluster_node(client):
+            await client.aclose()
+            log.info("Redis at %s is a cluster node; using a cluster client", url)
+            client = redis_client(cluster_url(url), **options)
+            await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        if "SELECT is not allowed in cluster mode" in str(exc):
+            raise ConfigurationError(
+                f"{url} is a Redis Cluster node, and a cluster has only database 0: "
+                "drop the database number from the URL"
+            ) from exc
+        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+    return client

@@ -1,0 +1,108 @@
+"""Opening Redis: a single server, a Redis Cluster behind a plain node URL, and bad URLs."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import redis as sync_redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import MovedError
+
+from swarm import names
+from swarm.connections import connect, is_cluster_node, redis_client
+from swarm.doctor import check_redis
+from swarm.errors import ConfigurationError, RedisUnavailable
+from swarm.settings import Settings
+from swarm.stack import redis_problem
+
+from conftest import free_port
+from redisfixture import TEST_REDIS_URL, LocalCluster
+
+
+def every_name() -> list[str]:
+    """Every key, stream, group and channel name ``swarm.names`` defines, with sample ids."""
+    found = []
+    for attr, value in vars(names).items():
+        if isinstance(value, str) and value.startswith(names.PREFIX):
+            found.append(value)
+        elif inspect.isfunction(value) and value.__module__ == names.__name__:
+            if attr.startswith("_") or attr == "hash_tag":
+                continue
+            params = inspect.signature(value).parameters
+            args = [names.steps_stream("sql") if p == "stream" else f"x-{p}" for p in params]
+            found.append(value(*args))
+    return found
+
+
+def test_every_swarm_name_lives_in_one_hash_slot() -> None:
+    found = every_name()
+    assert len(found) > 20
+    assert names.TASKS_STREAM in found and names.task_key("x-task_id") in found
+    assert {names.hash_tag(name) for name in found} == {"swarm"}, found
+    # Nested names stay distinct, so one stream's dedupe keys never collide with another's.
+    assert names.published_key(names.TASKS_STREAM, "m1") != names.published_key(
+        names.RESULTS_STREAM, "m1"
+    )
+
+
+async def test_a_single_server_gets_a_single_server_client() -> None:
+    client = await connect(TEST_REDIS_URL)
+    try:
+        if isinstance(client, RedisCluster):
+            pytest.skip("SWARM_TEST_REDIS_URL names a Redis Cluster")
+        assert isinstance(client, Redis) and not await is_cluster_node(client)
+    finally:
+        await client.aclose()
+
+
+async def test_a_node_url_opens_a_cluster_client_that_follows_redirects(
+    local_cluster: LocalCluster,
+) -> None:
+    key = names.task_key("redirected")
+    plain = sync_redis.Redis.from_url(local_cluster.url)
+    with pytest.raises(MovedError):
+        plain.set(key, b"1")  # the node in the URL does not own swarm's slot
+    plain.close()
+
+    client = await connect(local_cluster.url)
+    try:
+        assert isinstance(client, RedisCluster)
+        await client.set(key, b"1", ex=60)
+        owner = sync_redis.Redis(port=local_cluster.swarm_port)
+        assert owner.get(key) == b"1"
+        owner.delete(key)
+        owner.close()
+    finally:
+        await client.aclose()
+
+
+async def test_the_cluster_scheme_asks_for_a_cluster_client(local_cluster: LocalCluster) -> None:
+    client = await connect(local_cluster.url.replace("redis://", "redis+cluster://"))
+    try:
+        assert isinstance(client, RedisCluster)
+        assert await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def test_a_cluster_url_with_a_database_is_refused(local_cluster: LocalCluster) -> None:
+    with pytest.raises(ConfigurationError, match="only database 0"):
+        redis_client("redis+cluster://127.0.0.1:7000/15")
+    with pytest.raises(ConfigurationError, match="only database 0"):
+        await connect(f"{local_cluster.url}/15")  # found out to be a cluster, then refused
+
+
+async def test_an_unreachable_redis_is_redis_unavailable() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailable, match=f"cannot reach Redis at {url}"):
+        await connect(url)
+
+
+async def test_doctor_and_swarm_up_know_a_cluster(local_cluster: LocalCluster) -> None:
+    check = await check_redis(Settings(redis_url=local_cluster.url))
+    assert check.ok and check.detail.startswith("Redis Cluster 7."), check
+    assert redis_problem(local_cluster.url.replace("redis://", "redis+cluster://")) is None
+    check = await check_redis(Settings(redis_url=f"{local_cluster.url}/3"))
+    assert not check.ok and "only database 0" in check.detail
