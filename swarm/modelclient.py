@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 
 from swarm.errors import (
     ConfigurationError,
@@ -58,6 +58,8 @@ REPLICA_REFRESH_S = 5.0
 """How long what a replica's ``/v1/models`` said is trusted before it is read again."""
 REPLICA_DOWN_S = 10.0
 """How long a replica that refused a connection is passed over (unless every one is)."""
+MAX_CONNECTIONS = 100
+"""Connections one client keeps to all model servers together (calls beyond wait for one)."""
 ALREADY_LOADED = "has already been loaded"
 """vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
 so for us that is success."""
@@ -115,6 +117,80 @@ class _Replica:
     """Passed over until then (monotonic clock), after it refused a connection."""
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """One HTTP answer, read whole."""
+
+    status_code: int
+    content_type: str
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _CannotConnect(Exception):
+    """No connection could be made (refused, unresolvable, connect timeout, pool exhausted)."""
+
+
+class _TimedOut(Exception):
+    """Connected, but the answer did not come within the timeout."""
+
+
+class _Broken(Exception):
+    """The connection failed mid-request (reset, closed by a restarting server)."""
+
+
+class _Http:
+    """The model client's HTTP: aiohttp, one session per event loop, answers read whole.
+
+    Not httpx, which the rest of swarm uses: every step makes one model call, and under
+    concurrency httpx spent about 3 ms of CPU per call on its connection pool's bookkeeping,
+    ten times what aiohttp spends (``bench/overhead.py``; docs/benchmarks.md). A session
+    belongs to the event loop that made it, so a client used from a new loop gets a new one.
+    """
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _current(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+            )
+            self._loop = loop
+        return self._session
+
+    async def send(self, method: str, url: str, body: Any = None, *, timeout_s: float) -> _Answer:
+        """One request; raises ``_CannotConnect``, ``_TimedOut`` or ``_Broken``."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        try:
+            async with self._current().request(method, url, json=body, timeout=timeout) as response:
+                content = await response.read()
+                return _Answer(response.status, response.headers.get("content-type", ""), content)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise _CannotConnect(f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise _TimedOut(str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise _Broken(f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is None or session.closed:
+            return
+        with contextlib.suppress(RuntimeError):
+            if self._loop is asyncio.get_running_loop():
+                await session.close()
+
+
 class ModelClient:
     """Chat completions and LoRA management against one or more OpenAI-compatible servers.
 
@@ -142,7 +218,7 @@ class ModelClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.retries = settings.model_retries if retries is None else retries
         self.timeout_s = settings.model_timeout_s if timeout_s is None else timeout_s
-        self._http = httpx.AsyncClient(headers=headers, timeout=self.timeout_s)
+        self._http = _Http(headers)
         self._replicas = {url: _Replica(url) for url in self.urls}
         self._turn = 0  # breaks ties between equally busy replicas in turn
         self._refreshed_at = -math.inf
@@ -331,12 +407,12 @@ class ModelClient:
 
         async def healthy(url: str) -> bool:
             try:
-                response = await self._http.get(
-                    f"{url}/health", timeout=min(HEALTH_TIMEOUT_S, self.timeout_s)
+                answer = await self._http.send(
+                    "GET", f"{url}/health", timeout_s=min(HEALTH_TIMEOUT_S, self.timeout_s)
                 )
-            except httpx.HTTPError:
+            except (_CannotConnect, _TimedOut, _Broken):
                 return False
-            return response.status_code == 200
+            return answer.status_code == 200
 
         return any(await asyncio.gather(*(healthy(url) for url in self.urls)))
 
@@ -401,14 +477,16 @@ class ModelClient:
     async def _read_replicas(self) -> None:
         async def read(replica: _Replica) -> None:
             try:
-                response = await self._http.get(
-                    f"{replica.url}/v1/models", timeout=min(HEALTH_TIMEOUT_S, self.timeout_s)
+                answer = await self._http.send(
+                    "GET",
+                    f"{replica.url}/v1/models",
+                    timeout_s=min(HEALTH_TIMEOUT_S, self.timeout_s),
                 )
-                names = {str(m["id"]) for m in response.json()["data"]}
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                names = {str(m["id"]) for m in answer.json()["data"]}
+            except _CannotConnect:
                 replica.down_until = time.monotonic() + REPLICA_DOWN_S
                 return
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (_TimedOut, _Broken, ValueError, KeyError, TypeError):
                 return  # busy, or answering oddly: keep what we knew
             replica.models = names
             replica.down_until = 0.0
@@ -469,18 +547,18 @@ class ModelClient:
             replica = self._replicas[target]
             replica.in_flight += 1
             try:
-                response = await self._http.request(method, url, json=body, timeout=timeout)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                last = f"cannot connect to {target}: {type(exc).__name__}: {exc}"
+                response = await self._http.send(method, url, body, timeout_s=timeout)
+            except _CannotConnect as exc:
+                last = f"cannot connect to {target}: {exc}"
                 failed.add(target)
                 if several:  # pass it over for a while; other calls go elsewhere too
                     replica.down_until = time.monotonic() + REPLICA_DOWN_S
                 continue
-            except httpx.TimeoutException as exc:
+            except _TimedOut as exc:
                 raise ModelUnavailable(f"{url} timed out after {timeout:g}s") from exc
-            except httpx.TransportError as exc:
+            except _Broken as exc:
                 # The connection broke mid-request (server restart, reset): worth a retry.
-                last = f"connection to {target} failed: {type(exc).__name__}: {exc}"
+                last = f"connection to {target} failed: {exc}"
                 failed.add(target)
                 continue
             finally:
@@ -505,7 +583,7 @@ class ModelClient:
             replica.down_until = 0.0
             if model:
                 replica.models.add(str(model))  # it answered for the model, so it has it now
-            if "json" not in response.headers.get("content-type", ""):
+            if "json" not in response.content_type:
                 return response.text
             try:
                 return response.json()
@@ -538,7 +616,7 @@ class _Refused(Exception):
         return UserError(f"{self.url} refused the request ({self.status}): {self.detail}")
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: _Answer) -> str:
     try:
         data = response.json()
     except ValueError:

@@ -17,6 +17,10 @@ from jsonschema.validators import validator_for
 MAX_COMPILED_SCHEMAS = 256
 
 _compiled: dict[str, Validator] = {}
+_by_identity: dict[int, tuple[dict[str, Any], Validator]] = {}
+"""The same schema objects come back on every call (a catalog record's, a manifest's): found by
+``id`` first, which skips serialising the schema into the key. Each entry holds its schema, so
+the id cannot be reused by another object while the entry lives."""
 
 
 def schema_validator(schema: dict[str, Any]) -> Validator:
@@ -24,6 +28,9 @@ def schema_validator(schema: dict[str, Any]) -> Validator:
 
     Raises ``jsonschema.SchemaError`` for a schema that is not valid JSON Schema.
     """
+    known = _by_identity.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
     key = json.dumps(schema, sort_keys=True)
     validator = _compiled.get(key)
     if validator is None:
@@ -33,6 +40,9 @@ def schema_validator(schema: dict[str, Any]) -> Validator:
         if len(_compiled) >= MAX_COMPILED_SCHEMAS:
             _compiled.clear()
         _compiled[key] = validator
+    if len(_by_identity) >= MAX_COMPILED_SCHEMAS:
+        _by_identity.clear()
+    _by_identity[id(schema)] = (schema, validator)
     return validator
 
 

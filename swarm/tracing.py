@@ -10,6 +10,7 @@ standard ``OTEL_EXPORTER_OTLP_*`` variables say where).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -50,7 +51,11 @@ def setup_tracing(exporter: str, service: str, *, processor: SpanProcessor | Non
     _provider = provider
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """The process's tracer. Cached: the SDK builds a new one per ``get_tracer`` call, a cost
+    paid on every span of the hot path. One taken before ``setup_tracing`` is a proxy that
+    follows the provider installed later."""
     return trace.get_tracer(TRACER_NAME)
 
 
