@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swarm import eventstream, metrics, names, plans, problems
 from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistRecord
-from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client
+from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client, text
 from swarm.errors import RedisUnavailable, UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
@@ -752,7 +752,7 @@ async def _replayed_task(services: _Services, idem_key: str, wait_s: float) -> T
                 kind="idempotency-key-in-use",
             )
         with contextlib.suppress(TaskNotFound):
-            return await services.store.get(_text(raw))
+            return await services.store.get(text(raw))
         if time.monotonic() > deadline:
             raise Problem(
                 409,
@@ -841,10 +841,6 @@ async def _visible_task(services: _Services, task_id: str, owner: str | None) ->
     if task is None or (owner is not None and task.owner != owner):
         raise Problem(404, f"no task {task_id!r}", kind="task-not-found")
     return task
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # Readiness

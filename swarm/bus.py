@@ -36,7 +36,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from swarm import names
-from swarm.connections import RedisClient
+from swarm.connections import RedisClient, text
 from swarm.errors import InvalidMessage
 from swarm.messages import Envelope, TaskEvent, envelope, utcnow
 from swarm.settings import Settings, get_settings
@@ -148,10 +148,6 @@ class ConsumerStats:
     """Entries taken over by another consumer while this one still worked on them."""
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def consumer_name() -> str:
     """A name unique to this process: host, pid and a random suffix."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -179,7 +175,7 @@ class Bus:
             keys=[stream, names.published_key(stream, message.id)],
             args=[message.encode(), self.settings.stream_maxlen, self.settings.dedupe_ttl_s],
         )
-        return _text(entry_id) if entry_id else None
+        return text(entry_id) if entry_id else None
 
     def outgoing(self, stream: str, message: Envelope) -> Outgoing:
         """``message`` for ``stream``, to publish within a task write (``TaskStore.update``),
@@ -241,7 +237,7 @@ class Bus:
         """Move an entry to the dead-letter stream with its history, ack it, fail its task."""
         payload = fields.get(PAYLOAD_FIELD.encode(), fields.get(PAYLOAD_FIELD, b""))
         history_key = names.history_key(stream, entry_id)
-        history = [json.loads(_text(item)) for item in await self.redis.lrange(history_key, 0, -1)]
+        history = [json.loads(text(item)) for item in await self.redis.lrange(history_key, 0, -1)]
         task_id = _task_id_of(payload)
         record: dict[Any, Any] = {
             "reason": reason,
@@ -387,7 +383,7 @@ class Consumer:
                 continue
             for stream, entries in response or []:
                 for entry_id, fields in entries:
-                    self._spawn(_text(stream), _text(entry_id), fields, deliveries=1)
+                    self._spawn(text(stream), text(entry_id), fields, deliveries=1)
             if response:
                 # Let the new handlers send their first command before the next blocking read
                 # is written: a handoff's latency matters more than the next read's.
@@ -531,7 +527,7 @@ class Consumer:
                 await pipe.execute()
         for stream, ids in by_stream.items():
             owned = await self.bus.touch_script(keys=[stream], args=[self.group, self.name, *ids])
-            lost = set(ids) - {_text(i) for i in owned}
+            lost = set(ids) - {text(i) for i in owned}
             if lost:
                 self.stats.lost += len(lost)
                 log.warning("consumer %s lost %s to a reclaimer", self.name, sorted(lost))
@@ -565,17 +561,17 @@ class Consumer:
             )
             if not stale:
                 continue
-            before = {_text(p["message_id"]): p for p in stale}
+            before = {text(p["message_id"]): p for p in stale}
             response = await self.redis.xautoclaim(
                 stream, self.group, self.name, min_idle_time=idle_ms, count=free
             )
             # Redis 7 drops entries trimmed from the stream out of the PEL itself (third item);
             # Redis 6.2 returns them with no fields.
             for entry_id_raw, fields in response[1]:
-                entry_id = _text(entry_id_raw)
+                entry_id = text(entry_id_raw)
                 previous = before.get(entry_id)
                 delivered = int(previous["times_delivered"]) if previous else 1
-                owner = _text(previous["consumer"]) if previous else "unknown"
+                owner = text(previous["consumer"]) if previous else "unknown"
                 await self._record(
                     stream,
                     entry_id,

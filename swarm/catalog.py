@@ -16,7 +16,7 @@ from jsonschema.protocols import Validator
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from swarm import names
-from swarm.connections import RedisClient
+from swarm.connections import RedisClient, text
 from swarm.messages import utcnow
 from swarm.schemas import schema_validator
 
@@ -148,13 +148,9 @@ class CatalogCache:
         raw: dict[Any, Any] = await self.redis.hgetall(names.SPECIALISTS_KEY)
         records = {}
         for key, value in raw.items():
-            record = self._records.get(_text(key))
+            record = self._records.get(text(key))
             if record is None or self._raw.get(key) != value:
                 record = SpecialistRecord.model_validate_json(value)
             records[record.name] = record
         self._records = dict(sorted(records.items()))
         self._raw = raw
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

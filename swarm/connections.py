@@ -37,6 +37,11 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """URL schemes that ask for a cluster client, and the plain scheme redis-py is given."""
 
 
+def text(reply: Any) -> str:
+    """A Redis reply as ``str``: swarm's clients return bytes (``decode_responses=False``)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def redis_client(url: str, **options: Any) -> RedisClient:
     """A client as every swarm process uses it (bytes replies, bounded socket waits).
 

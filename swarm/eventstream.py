@@ -16,7 +16,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from swarm import metrics, names
-from swarm.connections import RedisClient
+from swarm.connections import RedisClient, text
 from swarm.errors import InvalidMessage
 from swarm.messages import Envelope, TaskEvent
 from swarm.tasks import EVENT_FIELD, TERMINAL_STATES, TaskNotFound, TaskStore
@@ -57,7 +57,7 @@ def _events(task_id: str, entries: Any) -> Iterator[tuple[str, TaskEvent | None]
     """Each stream entry's id with its event, or None for one that cannot be read (skipped,
     but its id still moves the reader past it)."""
     for raw_id, fields in entries:
-        entry_id = _text(raw_id)
+        entry_id = text(raw_id)
         yield entry_id, _decode(task_id, entry_id, fields)
 
 
@@ -148,7 +148,3 @@ async def final_event(store: TaskStore, task_id: str, last: str) -> str | None:
                 return "".join(out)
     out.append(sse(TaskEvent(kind="state", state=task.state, reason=task.reason)))
     return "".join(out)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

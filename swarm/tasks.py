@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, model_validator
 
 from swarm import names
-from swarm.connections import RedisClient
+from swarm.connections import RedisClient, text
 from swarm.messages import Envelope, StepSpec, TaskEvent, TaskState, TokenUsage, envelope, utcnow
 
 if TYPE_CHECKING:
@@ -296,7 +296,7 @@ class TaskStore:
         for entry_id, fields in entries:
             body = Envelope.decode(fields[EVENT_FIELD.encode()]).body
             if isinstance(body, TaskEvent):
-                out.append((_text(entry_id), body))
+                out.append((text(entry_id), body))
         return out
 
     def _script_args(
@@ -317,12 +317,8 @@ def _dump(task: TaskRecord) -> str:
     return task.model_dump_json()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _load(task_id: str, raw: dict[Any, Any]) -> TaskRecord:
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     if "doc" not in fields:
         raise TaskNotFound(task_id)
     task = TaskRecord.model_validate_json(fields["doc"])

@@ -2,26 +2,61 @@
 
 The W3C ``traceparent`` of the sender's span rides in each envelope, so a consumer's span is a
 child of the publisher's even across processes and machines. ``SWARM_TRACE_EXPORTER`` picks
-where spans go: ``none`` (the default: spans are still created and propagated, just not
-exported), ``console`` (one JSON object per span on stderr, for local use) or ``otlp`` (the
-standard ``OTEL_EXPORTER_OTLP_*`` variables say where).
+where spans go: ``none`` (the default: spans are not recorded, but each still gets its own id
+and the trace is still propagated, so a process that does export fits into the same trace),
+``console`` (one JSON object per span on stderr, for local use) or ``otlp`` (the standard
+``OTEL_EXPORTER_OTLP_*`` variables say where).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 from swarm.errors import ConfigurationError
 
 TRACER_NAME = "swarm"
+
+
+class _RecordWhenExported(Sampler):
+    """Records spans once something takes them (an exporter, or a test's processor), and until
+    then drops them. A dropped span still has its own id and carries the trace on, at a small
+    part of a recorded span's cost: recording every span nobody exports took a tenth of the
+    worker's and the orchestrator's CPU. The parent's sampled flag is ignored, so a process that
+    exports records its spans even below one from a process that does not."""
+
+    recording = False
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        decide = ALWAYS_ON if self.recording else ALWAYS_OFF
+        return decide.should_sample(parent_context, trace_id, name, kind, attributes, links)
+
+    def get_description(self) -> str:
+        return "RecordWhenExported"
+
+
+_sampler = _RecordWhenExported()
 _provider: TracerProvider | None = None
 
 
@@ -31,12 +66,15 @@ def setup_tracing(exporter: str, service: str, *, processor: SpanProcessor | Non
     if _provider is not None:
         if processor is not None:
             _provider.add_span_processor(processor)
+            _sampler.recording = True
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=_sampler)
     if processor is not None:
         provider.add_span_processor(processor)
+        _sampler.recording = True
     elif exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        _sampler.recording = True
     elif exporter == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -45,6 +83,7 @@ def setup_tracing(exporter: str, service: str, *, processor: SpanProcessor | Non
                 "SWARM_TRACE_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http installed"
             ) from exc
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        _sampler.recording = True
     elif exporter != "none":
         raise ConfigurationError(f"SWARM_TRACE_EXPORTER={exporter!r}: use none, console or otlp")
     trace.set_tracer_provider(provider)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +13,12 @@ from swarm.basemodel import prepare_default_model, served_base_name
 from swarm.modelserver import ModelServer
 from swarm.settings import Settings
 
+from ports import free_port
+
 pytest_plugins = ["redisfixture"]
 
 TEST_HOME = Path(os.environ.get("SWARM_TEST_HOME", "~/.cache/swarm-test")).expanduser()
 """Where the test session keeps the prepared default model, so it is built once per machine."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,15 +27,11 @@ from swarm import names
 from swarm.connections import RedisClient, connect
 from swarm.settings import Settings
 
+from ports import free_port
+
 TEST_REDIS_URL = os.environ.get("SWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CLUSTER_NODES = 3
 CLUSTER_START_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,7 @@ def start_cluster(workdir: Path) -> Iterator[LocalCluster]:
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed, so no local Redis Cluster can start")
-    ports = [_free_port() for _ in range(CLUSTER_NODES)]
+    ports = [free_port() for _ in range(CLUSTER_NODES)]
     processes = []
     try:
         for port in ports:
@@ -75,7 +70,7 @@ def start_cluster(workdir: Path) -> Iterator[LocalCluster]:
                         "--cluster-enabled",
                         "yes",
                         "--cluster-port",
-                        str(_free_port()),
+                        str(free_port()),
                         "--cluster-config-file",
                         f"nodes-{port}.conf",
                         "--save",

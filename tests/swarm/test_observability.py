@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -83,3 +85,26 @@ def test_http_client_request_lines_stay_out_of_info_logs() -> None:
         root.setLevel(before[1])
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+NOT_EXPORTED = """
+from swarm.tracing import current_traceparent, setup_tracing, span
+
+setup_tracing("none", "swarm-test")
+parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+with span("step pii", {"swarm.task_id": "t1"}, parent=parent) as active:
+    print(active.is_recording(), current_traceparent())
+"""
+
+
+def test_with_no_exporter_spans_are_not_recorded_but_the_trace_goes_on() -> None:
+    # Its own process: a tracer provider is installed once per process, and this one must
+    # never have had a processor added.
+    done = subprocess.run(
+        [sys.executable, "-c", NOT_EXPORTED], capture_output=True, text=True, check=True
+    )
+    recording, traceparent = done.stdout.split()
+    version, trace_id, span_id, _flags = traceparent.split("-")
+    assert recording == "False"
+    assert (version, trace_id) == ("00", "0af7651916cd43dd8448eb211c80319c")
+    assert span_id != "b7ad6b7169203331"  # a span of its own, child of the envelope's
