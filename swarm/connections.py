@@ -58,10 +58,19 @@ def redis_client(url: str, **options: Any) -> RedisClient:
     if sep and scheme in CLUSTER_SCHEMES:
         if urlsplit(url).path.strip("/") not in ("", "0"):
             raise ConfigurationError(
-                f"Redis Cluster has only database 0: drop the database number from {url}"
+                f"Redis Cluster has only database 0: drop the database number from {shown(url)}"
             )
         return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **settings)
     return Redis.from_url(url, **settings)
+
+
+def shown(url: str) -> str:
+    """``url`` fit for a message or a log line: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def cluster_url(url: str) -> str:
@@ -83,22 +92,28 @@ async def connect(url: str, **options: Any) -> RedisClient:
     """Open a client for ``url`` and check that the server answers.
 
     A plain URL that turns out to point at a Cluster node is reopened as a cluster client.
-    Raises ``RedisUnavailable`` with the reason if the server cannot be reached.
+    Raises ``RedisUnavailable`` with the reason if the server cannot be reached, and
+    ``ConfigurationError`` for a URL a cluster cannot take.
     """
     client = redis_client(url, **options)
     try:
         await client.ping()
         if isinstance(client, Redis) and await is_cluster_node(client):
             await client.aclose()
-            log.info("Redis at %s is a cluster node; using a cluster client", url)
+            if url.partition("://")[0] not in ("redis", "rediss"):
+                raise ConfigurationError(
+                    f"{shown(url)} is a Redis Cluster node: reach it over TCP, as "
+                    "redis://host:port or rediss://host:port"
+                )
+            log.info("Redis at %s is a cluster node; using a cluster client", shown(url))
             client = redis_client(cluster_url(url), **options)
             await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
         if "SELECT is not allowed in cluster mode" in str(exc):
             raise ConfigurationError(
-                f"{url} is a Redis Cluster node, and a cluster has only database 0: "
+                f"{shown(url)} is a Redis Cluster node, and a cluster has only database 0: "
                 "drop the database number from the URL"
             ) from exc
-        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+        raise RedisUnavailable(f"cannot reach Redis at {shown(url)}: {exc}") from exc
     return client

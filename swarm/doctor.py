@@ -10,7 +10,7 @@ import httpx
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from swarm.connections import connect
+from swarm.connections import connect, shown
 from swarm.errors import ConfigurationError, RedisUnavailable
 from swarm.settings import Settings
 
@@ -40,7 +40,7 @@ async def check_redis(settings: Settings) -> Check:
         kind = "Redis Cluster" if isinstance(client, RedisCluster) else "Redis"
         info: Any = await client.info("server")  # a cluster client asks one node
     except (RedisError, OSError) as exc:
-        return Check("redis", False, f"Redis at {settings.redis_url} failed INFO: {exc}")
+        return Check("redis", False, f"Redis at {shown(settings.redis_url)} failed INFO: {exc}")
     finally:
         await client.aclose()
     version = str(info.get("redis_version", "0"))
@@ -49,7 +49,7 @@ async def check_redis(settings: Settings) -> Check:
         return Check(
             "redis", False, f"Redis {version} is too old: swarm needs 6.2 or newer for XAUTOCLAIM"
         )
-    return Check("redis", True, f"{kind} {version} at {settings.redis_url}")
+    return Check("redis", True, f"{kind} {version} at {shown(settings.redis_url)}")
 
 
 async def check_vllm(url: str) -> Check:
@@ -93,14 +93,17 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:
-    """Settings as ``SWARM_*`` names and values, secrets masked."""
-    shown: dict[str, Any] = {}
+    """Settings as ``SWARM_*`` names and values, secrets masked (a password in the Redis URL
+    too)."""
+    out: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
         if not value and value != 0:
             value = ""
         elif name.endswith(("api_key", "api_keys")):
             value = "****"
+        elif name == "redis_url":
+            value = shown(value)
         elif isinstance(value, list):
             value = ",".join(str(v) for v in value)
-        shown[f"SWARM_{name.upper()}"] = value
-    return shown
+        out[f"SWARM_{name.upper()}"] = value
+    return out

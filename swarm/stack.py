@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import httpx
 import redis
 
-from swarm.connections import CLUSTER_SCHEMES
+from swarm.connections import CLUSTER_SCHEMES, shown
 from swarm.errors import ConfigurationError, RedisUnavailable, SwarmError
 from swarm.modelserver import ModelServer
 from swarm.settings import Settings
@@ -48,7 +48,9 @@ def redis_problem(url: str) -> str | None:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     except ValueError as exc:
-        raise ConfigurationError(f"SWARM_REDIS_URL={url!r} is not a Redis URL: {exc}") from exc
+        raise ConfigurationError(
+            f"SWARM_REDIS_URL={shown(url)!r} is not a Redis URL: {exc}"
+        ) from exc
     try:
         client.ping()
         return None
@@ -109,14 +111,14 @@ def start_redis(settings: Settings, echo: Callable[[str], None]) -> subprocess.P
     url = settings.redis_url
     problem = redis_problem(url)
     if problem is None:
-        echo(f"redis: reusing {url}")
+        echo(f"redis: reusing {shown(url)}")
         return None
     parsed = urlparse(url)
     host = parsed.hostname or ""
     port = parsed.port or 6379
     if parsed.scheme != "redis" or host not in LOCAL_HOSTS:
         raise RedisUnavailable(
-            f"cannot reach Redis at {url} ({problem}); start it, or set SWARM_REDIS_URL to "
+            f"cannot reach Redis at {shown(url)} ({problem}); start it, or set SWARM_REDIS_URL to "
             "a Redis that runs"
         )
     if _listening(host, port):

@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import MovedError
 
 from swarm import names
-from swarm.connections import connect, is_cluster_node, redis_client
+from swarm.connections import connect, is_cluster_node, redis_client, shown
 from swarm.doctor import check_redis
 from swarm.errors import ConfigurationError, RedisUnavailable
 from swarm.settings import Settings
@@ -106,3 +106,10 @@ async def test_doctor_and_swarm_up_know_a_cluster(local_cluster: LocalCluster) -
     assert redis_problem(local_cluster.url.replace("redis://", "redis+cluster://")) is None
     check = await check_redis(Settings(redis_url=f"{local_cluster.url}/3"))
     assert not check.ok and "only database 0" in check.detail
+
+
+def test_urls_in_messages_hide_the_password() -> None:
+    assert shown("rediss://app:s3cret@redis.example.com:6380/0") == (
+        "rediss://app:***@redis.example.com:6380/0"
+    )
+    assert shown("redis://127.0.0.1:6379/15") == "redis://127.0.0.1:6379/15"

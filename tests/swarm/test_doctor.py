@@ -66,3 +66,11 @@ def test_invalid_settings_are_one_line_errors(tmp_path: Path) -> None:
     result = run_doctor(tmp_path, SWARM_HEARTBEAT_TIMEOUT_S="soon")
     assert result.returncode == 1
     assert result.stderr.startswith("error: invalid settings:")
+
+
+def test_a_password_in_the_redis_url_is_never_printed(tmp_path: Path) -> None:
+    result = run_doctor(tmp_path, SWARM_REDIS_URL="redis://default:hunter2@127.0.0.1:1/0")
+    assert result.returncode == 1
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "SWARM_REDIS_URL=redis://default:***@127.0.0.1:1/0" in result.stdout
+    assert "cannot reach Redis at redis://default:***@127.0.0.1:1/0" in result.stdout
