@@ -120,8 +120,8 @@ async def event_stream(
         yield ": time limit reached; reconnect with Last-Event-ID to go on\n\n"
     except (RedisError, OSError) as exc:
         # The 200 is already out, so a problem body is impossible: say why in a comment.
-        log.warning("task %s: event stream ended: RedisClient: %s", task_id, exc)
-        yield ": RedisClient is unavailable; reconnect with Last-Event-ID shortly\n\n"
+        log.warning("task %s: event stream ended: Redis: %s", task_id, exc)
+        yield ": Redis is unavailable; reconnect with Last-Event-ID shortly\n\n"
     finally:
         metrics.SSE_STREAMS.dec()
 

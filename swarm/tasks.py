@@ -39,7 +39,7 @@ MAX_UPDATE_TRIES = 50
 # to publish (stream, dedupe key, payload, maxlen, dedupe ttl: KEYS/ARGV pairs as laid out by
 # ``_script_args``), then ``n_ev`` events (payload, state to count or ''). Publishing is the
 # bus's dedupe-then-XADD (``swarm.bus._PUBLISH_SCRIPT``): a message id sent before is skipped.
-# Messages go out before the record is written: RedisClient does not undo a script that fails half
+# Messages go out before the record is written: Redis does not undo a script that fails half
 # way, and a record marking steps running whose requests were never sent would hang the task,
 # while a request sent for a record not written is sent again, deduplicated, by the retry.
 _PUBLISH = """
