@@ -44,13 +44,6 @@ def heartbeat_key(group: str, consumer: str) -> str:
     return f"{PREFIX}:hb:{_local(group)}:{consumer}"
 
 
-def hash_tag(key: str) -> str:
-    """The part of a key Redis Cluster hashes: the first ``{...}`` if any, else the whole key."""
-    start = key.find("{")
-    end = key.find("}", start + 1)
-    return key[start + 1 : end] if start != -1 and end > start + 1 else key
-
-
 def _local(name: str) -> str:
     """``name`` without the namespace, to nest one name in another."""
     return name.removeprefix(f"{PREFIX}:")

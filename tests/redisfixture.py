@@ -89,18 +89,19 @@ def start_cluster(workdir: Path) -> Iterator[LocalCluster]:
         clients = [sync_redis.Redis(port=p, socket_timeout=5) for p in ports]
         _wait(lambda: all(_pings(c) for c in clients), "the cluster's nodes to start")
         per_node = 16384 // CLUSTER_NODES
-        for i, client in enumerate(clients):
-            last = 16383 if i == CLUSTER_NODES - 1 else (i + 1) * per_node - 1
-            client.execute_command("CLUSTER ADDSLOTSRANGE", i * per_node, last)
+        slots = [
+            (i * per_node, 16383 if i == CLUSTER_NODES - 1 else (i + 1) * per_node - 1)
+            for i in range(CLUSTER_NODES)
+        ]
+        for client, (first, last) in zip(clients, slots, strict=True):
+            client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
         bus_ports = [int(c.config_get("cluster-port")["cluster-port"]) for c in clients]
         for port, bus_port in zip(ports[1:], bus_ports[1:], strict=True):
             clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus_port)
         _wait(lambda: all(_cluster_ok(c) for c in clients), "the cluster to form")
         slot = key_slot(names.PREFIX.encode())
         owner = next(
-            port
-            for i, port in enumerate(ports)
-            if i * per_node <= slot and (slot < (i + 1) * per_node or i == CLUSTER_NODES - 1)
+            port for port, (first, last) in zip(ports, slots, strict=True) if first <= slot <= last
         )
         for client in clients:
             client.close()
