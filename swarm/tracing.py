@@ -61,33 +61,36 @@ _provider: TracerProvider | None = None
 
 
 def setup_tracing(exporter: str, service: str, *, processor: SpanProcessor | None = None) -> None:
-    """Install the process's tracer provider once; ``processor`` (tests) is added every call."""
+    """Install the process's tracer provider once; ``processor`` (tests) is added every call,
+    and takes the place of ``exporter`` on the first."""
     global _provider
-    if _provider is not None:
-        if processor is not None:
-            _provider.add_span_processor(processor)
-            _sampler.recording = True
-        return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=_sampler)
+    if _provider is None:
+        if processor is None:
+            processor = _exporter_processor(exporter)
+        _provider = TracerProvider(
+            resource=Resource.create({"service.name": service}), sampler=_sampler
+        )
+        trace.set_tracer_provider(_provider)
     if processor is not None:
-        provider.add_span_processor(processor)
+        _provider.add_span_processor(processor)
         _sampler.recording = True
-    elif exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        _sampler.recording = True
-    elif exporter == "otlp":
+
+
+def _exporter_processor(exporter: str) -> SpanProcessor | None:
+    """What sends spans where ``SWARM_TRACE_EXPORTER`` says; None for ``none``."""
+    if exporter == "none":
+        return None
+    if exporter == "console":
+        return BatchSpanProcessor(ConsoleSpanExporter())
+    if exporter == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
             raise ConfigurationError(
                 "SWARM_TRACE_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http installed"
             ) from exc
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        _sampler.recording = True
-    elif exporter != "none":
-        raise ConfigurationError(f"SWARM_TRACE_EXPORTER={exporter!r}: use none, console or otlp")
-    trace.set_tracer_provider(provider)
-    _provider = provider
+        return BatchSpanProcessor(OTLPSpanExporter())
+    raise ConfigurationError(f"SWARM_TRACE_EXPORTER={exporter!r}: use none, console or otlp")
 
 
 @functools.cache
