@@ -123,13 +123,13 @@ def start_redis(settings: Settings, echo: Callable[[str], None]) -> subprocess.P
         )
     if _listening(host, port):
         raise RedisUnavailable(
-            f"something listens on {host}:{port} but does not answer as the Redis at {url} "
+            f"something listens on {host}:{port} but does not answer as the Redis at {shown(url)} "
             f"({problem}); fix SWARM_REDIS_URL (password? database?) or free the port"
         )
     binary = shutil.which("redis-server")
     if binary is None:
         raise ConfigurationError(
-            f"no Redis at {url} and no redis-server binary; install one "
+            f"no Redis at {shown(url)} and no redis-server binary; install one "
             "(apt-get install redis-server, brew install redis) or set SWARM_REDIS_URL"
         )
     bind = "::1" if host == "::1" else "127.0.0.1"

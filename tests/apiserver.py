@@ -17,8 +17,7 @@ from swarm.settings import Settings
 @contextmanager
 def api_server(settings: Settings, port: int, limits: ApiLimits | None = None) -> Iterator[str]:
     """The API app for ``settings`` (and ``limits``, if given) on ``port``."""
-    app = create_app(settings) if limits is None else create_app(settings, limits=limits)
-    with serve_app(app, port) as url:
+    with serve_app(create_app(settings, limits=limits), port) as url:
         yield url
 
 
