@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from swarm import eventloop
 from swarm.settings import get_settings, setup_observability
 
 
@@ -13,4 +12,4 @@ def orchestrator() -> None:
 
     settings = get_settings()
     setup_observability(settings, "swarm-orchestrator")
-    asyncio.run(run_orchestrator(settings))
+    eventloop.run(run_orchestrator(settings))

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from swarm import eventloop
 from swarm.errors import ConfigurationError, InvalidAdapter, InvalidData
 from swarm.settings import get_settings, setup_observability
 
@@ -24,7 +25,7 @@ def worker(
 
     settings = get_settings()
     setup_observability(settings, "swarm-worker")
-    asyncio.run(run_worker(settings, specialist or None))
+    eventloop.run(run_worker(settings, specialist or None))
 
 
 def registry() -> None:
@@ -33,7 +34,7 @@ def registry() -> None:
 
     settings = get_settings()
     setup_observability(settings, "swarm-registry")
-    asyncio.run(run_registry(settings))
+    eventloop.run(run_registry(settings))
 
 
 def distill(
