@@ -4,7 +4,8 @@ Guarantees, and how they are kept:
 
 * **At-least-once, idempotent.** A handler runs before its message is acknowledged, so a crash
   means redelivery. After a handler succeeds, the message id is marked handled and acked in one
-  transaction; a later delivery of a handled id is acked without running the handler again.
+  transaction (the entries of handlers that finish together share one); a later delivery of a
+  handled id is acked without running the handler again.
 * **Crash recovery by heartbeat, without stealing from the living.** Each consumer renews a
   heartbeat key and, on the same beat, resets the idle time of the entries it is still working on
   (an atomic script that touches only entries it still owns). Reclaimers run ``XAUTOCLAIM`` with a
@@ -77,11 +78,18 @@ return false
 """
 
 
-# Mark a message id handled and acknowledge its entry, atomically, in one round trip.
+# Mark message ids handled and acknowledge their entries, atomically, in one round trip.
+# KEYS: (handled key, stream) per entry. ARGV: the handled mark, its ttl, the group, then the
+# entry ids in the same order.
 _SETTLE_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('XACK', KEYS[2], ARGV[3], ARGV[4])
+for i = 1, #ARGV - 3 do
+  redis.call('SET', KEYS[2 * i - 1], ARGV[1], 'EX', ARGV[2])
+  redis.call('XACK', KEYS[2 * i], ARGV[3], ARGV[3 + i])
+end
+return #ARGV - 3
 """
+SETTLE_BATCH = 256
+"""The most entries one settle script marks and acks."""
 
 # Fail the task of a dead-lettered message, unless there is no such task (expired, or never
 # stored: nothing to create) or it has ended already (a late dead-letter must not log a second
@@ -288,6 +296,53 @@ def _task_id_of(payload: bytes | str) -> str | None:
     return task_id if isinstance(task_id, str) and task_id else None
 
 
+class _Settler:
+    """Marks handled entries and acks them, many per round trip.
+
+    A handler that finishes while no settle is in flight is settled at once; those that finish
+    while one is in flight wait for it and go together in the next. A quiet consumer settles
+    each entry alone, with no added wait, and a busy one pays one round trip for many entries
+    instead of one each. Until its entry is settled a handler's ``_handle_one`` has not
+    returned, so a crash in between is the redelivery every handler is written for.
+    """
+
+    def __init__(self, bus: Bus, group: str) -> None:
+        self.bus = bus
+        self.group = group
+        self._queue: list[tuple[str, str, str, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def settle(self, handled_key: str, stream: str, entry_id: str) -> None:
+        """Mark ``entry_id``'s message handled and ack the entry; raises if Redis failed."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((handled_key, stream, entry_id, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:SETTLE_BATCH], self._queue[SETTLE_BATCH:]
+            keys = [key for handled_key, stream, _, _ in batch for key in (handled_key, stream)]
+            ids = [entry_id for _, _, entry_id, _ in batch]
+            try:
+                await self.bus.settle_script(
+                    keys=keys, args=[HANDLED, self.bus.settings.dedupe_ttl_s, self.group, *ids]
+                )
+            except asyncio.CancelledError:
+                for *_, done in batch + self._queue:
+                    done.cancel()
+                raise
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
 @dataclass
 class _InFlight:
     stream: str
@@ -316,6 +371,10 @@ class Consumer:
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: asyncio.Task[None] | None = None
+    _settler: _Settler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._settler = _Settler(self.bus, self.group)
 
     @property
     def redis(self) -> RedisClient:
@@ -478,10 +537,7 @@ class Consumer:
             # timeout, which doubles as the retry backoff.
             return
 
-        await self.bus.settle_script(
-            keys=[handled_key, stream],
-            args=[HANDLED, self.bus.settings.dedupe_ttl_s, self.group, entry_id],
-        )
+        await self._settler.settle(handled_key, stream, entry_id)
         if deliveries > 1:
             await self.redis.delete(names.history_key(stream, entry_id))
         self.stats.handled += 1

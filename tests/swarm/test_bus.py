@@ -9,9 +9,11 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from swarm import names
 from swarm.bus import HANDLED, PAYLOAD_FIELD, Bus, Consumer, Delivery, Reject, wait_until
@@ -366,6 +368,70 @@ async def test_concurrency_is_bounded(redis: Redis, bus_settings: Settings) -> N
     assert await wait_until(lambda: _true(consumer.stats.handled == 12), 10)
     await consumer.close()
     assert peak == 3
+
+
+class CountingScript:
+    """Wraps a registered script: counts its calls and can fail the first ``fail`` of them."""
+
+    def __init__(self, script: Any, *, fail: int = 0) -> None:
+        self.script = script
+        self.fail = fail
+        self.calls: list[int] = []
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        self.calls.append(len(keys) // 2)
+        if len(self.calls) <= self.fail:
+            raise RedisConnectionError("injected: Redis went away mid-settle")
+        return await self.script(keys=keys, args=args)
+
+
+async def test_handlers_that_finish_together_are_settled_in_one_round_trip(
+    redis: Redis, bus_settings: Settings
+) -> None:
+    bus = Bus(redis, settings=bus_settings)
+    settle = bus.settle_script = CountingScript(bus.settle_script)  # type: ignore[method-assign]
+    release = asyncio.Event()
+    arrived = 0
+
+    async def handler(delivery: Delivery) -> None:
+        nonlocal arrived
+        arrived += 1
+        await release.wait()
+
+    consumer = bus.consumer([STREAM], GROUP, handler, concurrency=20)
+    consumer.start()
+    messages = [envelope(f"t{i}", Cancel()) for i in range(20)]
+    for message in messages:
+        await bus.publish(STREAM, message)
+    assert await wait_until(lambda: _true(arrived == 20), 10)
+    release.set()
+    assert await wait_until(lambda: _true(consumer.stats.handled == 20), 10)
+    await consumer.close()
+    assert sum(settle.calls) == 20
+    assert len(settle.calls) <= 2  # not one round trip per entry
+    assert await pending(redis) == 0
+    for message in messages:
+        assert await redis.get(names.handled_key(STREAM, GROUP, message.id)) == HANDLED
+
+
+async def test_a_settle_that_fails_leaves_its_entries_pending_until_one_succeeds(
+    redis: Redis, bus_settings: Settings
+) -> None:
+    bus = Bus(redis, settings=bus_settings)
+    settle = bus.settle_script = CountingScript(bus.settle_script, fail=1)  # type: ignore[method-assign]
+    handler = Recorder(redis)
+    consumer = start(bus, handler)
+    message = envelope("t1", Cancel())
+    await bus.publish(STREAM, message)
+    assert await wait_until(lambda: _true(len(settle.calls) == 1), 10)
+    assert await pending(redis) == 1
+    assert await redis.get(names.handled_key(STREAM, GROUP, message.id)) != HANDLED
+    # Unsettled means unacked: reclaimed after the heartbeat timeout and run again (the
+    # at-least-once redelivery every handler is written for), then settled.
+    assert await wait_until(lambda: _true(consumer.stats.handled == 1), 15)
+    await consumer.close()
+    assert len(handler.seen) == 2 and handler.seen[1].deliveries == 2
+    assert await pending(redis) == 0
 
 
 async def _true(value: bool) -> bool:
