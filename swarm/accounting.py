@@ -41,7 +41,8 @@ TOTAL_FIELDS = (
 # KEYS: results stream, its dedupe key, accounting stream, totals hash, latency hash; an empty
 # results stream means account only. ARGV: payload, maxlen, dedupe ttl, accounting entry,
 # accounting maxlen, specialist, escalated, failed, cost, all-teacher cost, prompt tokens,
-# completion tokens, the latency sum field, latency seconds, then the bucket fields to count.
+# completion tokens, the latency sum field, latency seconds, the one bucket field to count (the
+# smallest bound the latency fits under; readers cumulate).
 _RECORD_SCRIPT = """
 if KEYS[1] ~= '' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 0 end
@@ -57,7 +58,7 @@ redis.call('HINCRBYFLOAT', KEYS[4], p .. 'all_teacher_cost_usd', ARGV[10])
 redis.call('HINCRBY', KEYS[4], p .. 'prompt_tokens', ARGV[11])
 redis.call('HINCRBY', KEYS[4], p .. 'completion_tokens', ARGV[12])
 redis.call('HINCRBYFLOAT', KEYS[5], ARGV[13], ARGV[14])
-for i = 15, #ARGV do redis.call('HINCRBY', KEYS[5], ARGV[i], 1) end
+redis.call('HINCRBY', KEYS[5], ARGV[15], 1)
 return 1
 """
 
@@ -81,7 +82,7 @@ async def record_step(
     }
     seconds = result.latency_ms / 1000
     series = f"{result.specialist}|{result.adapter_version or 'base'}"
-    buckets = [f"{series}|{bound}" for bound in LATENCY_BUCKETS_S if seconds <= bound]
+    bucket = next((str(bound) for bound in LATENCY_BUCKETS_S if seconds <= bound), "+Inf")
     keys = [
         publish.stream if publish else "",
         publish.dedupe_key if publish else "",
@@ -104,8 +105,7 @@ async def record_step(
         result.tokens.completion,
         f"{series}|sum",
         repr(seconds),
-        *buckets,
-        f"{series}|+Inf",
+        f"{series}|{bucket}",
     ]
     return bool(await redis.register_script(_RECORD_SCRIPT)(keys=keys, args=args))
 
@@ -114,11 +114,21 @@ async def latency_histograms(redis: RedisClient) -> dict[tuple[str, str], dict[s
     """Fleet-wide step latency histograms: (specialist, adapter version) -> cumulative buckets
     keyed by upper bound (``"0.1"``, ..., ``"+Inf"``) plus ``"sum"``, in seconds."""
     raw: dict[Any, Any] = await redis.hgetall(names.STEP_LATENCY_KEY)
-    out: dict[tuple[str, str], dict[str, float]] = {}
+    counts: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in raw.items():
         key = key.decode() if isinstance(key, bytes) else str(key)
         specialist, version, bound = key.rsplit("|", 2)
-        out.setdefault((specialist, version), {})[bound] = float(value)
+        counts.setdefault((specialist, version), {})[bound] = float(value)
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for series, own in counts.items():
+        # Stored per bucket (one increment a step); Prometheus wants each bound's running total.
+        running = 0.0
+        cumulative = {}
+        for bound in (*map(str, LATENCY_BUCKETS_S), "+Inf"):
+            running += own.get(bound, 0.0)
+            cumulative[bound] = running
+        cumulative["sum"] = own.get("sum", 0.0)
+        out[series] = cumulative
     return out
 
 

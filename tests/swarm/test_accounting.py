@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from swarm import names
-from swarm.accounting import record_step, report, totals
+from swarm.accounting import latency_histograms, record_step, report, totals
 from swarm.bus import Bus
 from swarm.cli import parse_window
 from swarm.errors import ConfigurationError
@@ -112,6 +112,19 @@ async def test_metrics_endpoint_exports_the_fleet_totals(redis: Redis) -> None:
     assert f"swarm_pending_messages{{{pending}}} 1.0" in text
     assert 'swarm_tasks_total{state="completed"} 2.0' in text
     assert f'swarm_messages_dead_lettered_total{{stream="{names.TASKS_STREAM}"}} 1.0' in text
+
+
+async def test_latency_histograms_are_cumulative_over_every_bound(redis: Redis) -> None:
+    # One bucket is counted per step (10 ms, 70 ms, 3 s and 200 s); readers get running totals.
+    for latency in (10, 70, 3_000, 200_000):
+        await record_step(redis, "t", step("pii", latency=latency, cost=0, teacher=0))
+    counts = (await latency_histograms(redis))[("pii", "base")]
+    assert counts["0.05"] == 1
+    assert counts["0.1"] == 2
+    assert counts["0.25"] == counts["2.5"] == 2
+    assert counts["5.0"] == counts["120.0"] == 3
+    assert counts["+Inf"] == 4
+    assert counts["sum"] == pytest.approx(0.01 + 0.07 + 3 + 200)
 
 
 async def test_swarm_report_prints_a_table_then_json(redis: Redis) -> None:
