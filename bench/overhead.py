@@ -223,6 +223,8 @@ async def summarize(redis: Redis, ids: list[str]) -> dict[str, Any]:
     return {
         "tasks": len(ids),
         "completed": sum(t["state"] == "completed" for t in tasks),
+        # Why tasks that ended otherwise did (a real model's invalid output, say), a few of them.
+        "failure_reasons": sorted({t["reason"] for t in tasks if t["state"] == "failed"})[:5],
         "lost": len(ids) - sum(t["state"] in TERMINAL for t in tasks),
         "end_to_end_ms_p50": stat(end_to_end_ms),
         "added_ms_per_handoff_p50": stat(handoff_ms),

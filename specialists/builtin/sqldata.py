@@ -125,6 +125,68 @@ TRAIN_DOMAINS = (
         ),
     ),
 )
+TRAIN_DOMAINS += (
+    Table(
+        "students",
+        "student",
+        (
+            Column("student_name", "TEXT", pick("Ari", "Bea", "Cal", "Dev", "Eva", "Finn", "Gia")),
+            Column("course", "TEXT", pick("biology", "law", "physics", "art", "economics")),
+            Column("grade_points", "REAL", price(0, 4)),
+            Column("enrollment_year", "INTEGER", between(2010, 2024)),
+        ),
+    ),
+    Table(
+        "movies",
+        "movie",
+        (
+            Column("movie_title", "TEXT", pick("Heat", "Up", "Jaws", "Rocky", "Alien", "Fargo")),
+            Column("studio", "TEXT", pick("Apex", "Lumiere", "Northstar", "Redwood")),
+            Column("runtime_minutes", "INTEGER", between(70, 210)),
+            Column("box_office", "REAL", price(1, 900)),
+        ),
+    ),
+    Table(
+        "stores",
+        "store",
+        (
+            Column("store_name", "TEXT", pick("Corner", "Market", "Depot", "Outlet", "Bazaar")),
+            Column("region", "TEXT", pick("north", "south", "east", "west")),
+            Column("floor_area", "INTEGER", between(80, 5000, 10)),
+            Column("opening_year", "INTEGER", between(1970, 2024)),
+        ),
+    ),
+    Table(
+        "invoices",
+        "invoice",
+        (
+            Column("client", "TEXT", pick("Acme", "Globex", "Initech", "Umbrella", "Hooli")),
+            Column("currency", "TEXT", pick("EUR", "USD", "GBP", "CHF")),
+            Column("total_due", "REAL", price(50, 20000)),
+            Column("days_overdue", "INTEGER", between(0, 120)),
+        ),
+    ),
+    Table(
+        "sensors",
+        "sensor",
+        (
+            Column("location", "TEXT", pick("roof", "cellar", "lab", "garage", "lobby")),
+            Column("unit_type", "TEXT", pick("thermo", "humidity", "pressure", "smoke")),
+            Column("last_reading", "REAL", price(-20, 120)),
+            Column("battery_level", "INTEGER", between(0, 100)),
+        ),
+    ),
+    Table(
+        "recipes",
+        "recipe",
+        (
+            Column("dish_name", "TEXT", pick("paella", "ramen", "goulash", "tacos", "risotto")),
+            Column("cuisine", "TEXT", pick("spanish", "japanese", "hungarian", "mexican")),
+            Column("prep_minutes", "INTEGER", between(5, 180)),
+            Column("calories", "INTEGER", between(150, 1500, 10)),
+        ),
+    ),
+)
 HELDOUT_DOMAINS = (
     Table(
         "flights",
@@ -196,19 +258,38 @@ def _sql_literal(value: Any) -> str:
 def question_kinds(heldout: bool) -> list[Gen]:
     """Question generators; each picks columns and values, returns (question, gold SQL)."""
 
-    def say(train: str, held: str) -> str:
-        return held if heldout else train
+    # Several phrasings per kind in training, drawn after every other choice, so the held-out
+    # questions (one phrasing each, none of these) come out the same whatever is added here.
+    def say(train: str | tuple[str, ...], held: str, rng: random.Random) -> str:
+        if heldout:
+            return held
+        return train if isinstance(train, str) else rng.choice(train)
 
     def count_all(t: Table, rng: random.Random, rows: dict[str, list[Any]]) -> tuple[str, str]:
-        q = say(f"How many {t.plural} are there?", f"Count the {t.plural}.")
+        q = say(
+            (
+                f"How many {t.plural} are there?",
+                f"What is the number of {t.plural}?",
+                f"Tell me how many {t.plural} exist.",
+                f"{t.plural.capitalize()}: how many rows?",
+            ),
+            f"Count the {t.plural}.",
+            rng,
+        )
         return q, f"SELECT COUNT(*) FROM {t.name}"
 
     def count_where(t: Table, rng: random.Random, rows: dict[str, list[Any]]) -> tuple[str, str]:
         c = _text_col(t, rng)
         v = _existing(c, rows, rng)
         q = say(
-            f"How many {t.plural} have {c.words} {v}?",
+            (
+                f"How many {t.plural} have {c.words} {v}?",
+                f"What number of {t.plural} have {c.words} equal to {v}?",
+                f"Tell me how many {t.plural} are listed with {c.words} {v}.",
+                f"How many rows of {t.name} have {c.name} set to {v}?",
+            ),
             f"Give me the number of {t.plural} whose {c.words} is {v}.",
+            rng,
         )
         return q, f"SELECT COUNT(*) FROM {t.name} WHERE {c.name} = {_sql_literal(v)}"
 
@@ -216,9 +297,16 @@ def question_kinds(heldout: bool) -> list[Gen]:
         shown, c = _text_col(t, rng), _num_col(t, rng)
         x = _threshold(c, rows, rng)
         op, word = rng.choice([(">", ("greater than", "above")), ("<", ("less than", "below"))])
+        more = "more" if op == ">" else "less"
         q = say(
-            f"List the {shown.words} of {t.plural} with {c.words} {word[0]} {x}.",
+            (
+                f"List the {shown.words} of {t.plural} with {c.words} {word[0]} {x}.",
+                f"Which {t.plural} have {c.words} {word[0]} {x}? Return their {shown.words}.",
+                f"Get the {shown.words} of each {t.singular} whose {c.words} is {more} than {x}.",
+                f"What {shown.words} do {t.plural} with {c.words} {op} {x} have?",
+            ),
             f"Show {shown.words} for every {t.singular} where {c.words} is {word[1]} {x}.",
+            rng,
         )
         return q, f"SELECT {shown.name} FROM {t.name} WHERE {c.name} {op} {x}"
 
@@ -228,8 +316,14 @@ def question_kinds(heldout: bool) -> list[Gen]:
             [("AVG", "average"), ("SUM", "total"), ("MAX", "highest"), ("MIN", "lowest")]
         )
         q = say(
-            f"What is the {word} {c.words} of all {t.plural}?",
+            (
+                f"What is the {word} {c.words} of all {t.plural}?",
+                f"Tell me the {word} {c.words} over all {t.plural}.",
+                f"{word.capitalize()} {c.words} of the {t.plural}?",
+                f"Across every {t.singular}, what is the {word} {c.words}?",
+            ),
             f"Compute the {word} {c.words} across {t.plural}.",
+            rng,
         )
         return q, f"SELECT {fn}({c.name}) FROM {t.name}"
 
@@ -238,24 +332,42 @@ def question_kinds(heldout: bool) -> list[Gen]:
         k = rng.randint(2, 5)
         order, word = rng.choice([("DESC", "highest"), ("ASC", "lowest")])
         q = say(
-            f"Which {k} {t.plural} have the {word} {c.words}? Give their {shown.words}.",
+            (
+                f"Which {k} {t.plural} have the {word} {c.words}? Give their {shown.words}.",
+                f"List the {shown.words} of the {k} {t.plural} with the {word} {c.words}.",
+                f"Get {shown.words} for the {k} {t.plural} with the {word} {c.words}.",
+                f"What are the {shown.words} of the {k} {t.plural} ranked {word} by {c.words}?",
+            ),
             f"Top {k} {t.plural} by {word} {c.words}: return {shown.words}.",
+            rng,
         )
         return q, f"SELECT {shown.name} FROM {t.name} ORDER BY {c.name} {order} LIMIT {k}"
 
     def group_count(t: Table, rng: random.Random, rows: dict[str, list[Any]]) -> tuple[str, str]:
         c = _text_col(t, rng)
         q = say(
-            f"How many {t.plural} are there for each {c.words}?",
+            (
+                f"How many {t.plural} are there for each {c.words}?",
+                f"For each {c.words}, how many {t.plural} are there?",
+                f"Number of {t.plural} per {c.words}?",
+                f"Group the {t.plural} by {c.words} and count them.",
+            ),
             f"Break down the number of {t.plural} by {c.words}.",
+            rng,
         )
         return q, f"SELECT {c.name}, COUNT(*) FROM {t.name} GROUP BY {c.name}"
 
     def distinct(t: Table, rng: random.Random, rows: dict[str, list[Any]]) -> tuple[str, str]:
         c = _text_col(t, rng)
         q = say(
-            f"List the distinct {c.words} values of the {t.plural}.",
+            (
+                f"List the distinct {c.words} values of the {t.plural}.",
+                f"What are the unique {c.words} values among {t.plural}?",
+                f"Get every distinct {c.words} of the {t.plural}.",
+                f"Each {c.words} that occurs in {t.name}, once.",
+            ),
             f"Which different {c.words} values appear among {t.plural}?",
+            rng,
         )
         return q, f"SELECT DISTINCT {c.name} FROM {t.name}"
 
@@ -263,9 +375,16 @@ def question_kinds(heldout: bool) -> list[Gen]:
         shown, filt, c = _text_col(t, rng), _text_col(t, rng), _num_col(t, rng)
         v, x = _existing(filt, rows, rng), _threshold(c, rows, rng)
         q = say(
-            f"List the {shown.words} of {t.plural} with {filt.words} {v} and {c.words} "
-            f"greater than {x}.",
+            (
+                f"List the {shown.words} of {t.plural} with {filt.words} {v} and {c.words} "
+                f"greater than {x}.",
+                f"Which {t.plural} have {filt.words} {v} and {c.words} over {x}? Return their "
+                f"{shown.words}.",
+                f"Get the {shown.words} of {t.plural} whose {filt.words} is {v} and whose "
+                f"{c.words} is more than {x}.",
+            ),
             f"Find {shown.words} where {filt.words} = {v} and {c.words} exceeds {x}.",
+            rng,
         )
         return q, (
             f"SELECT {shown.name} FROM {t.name} WHERE {filt.name} = {_sql_literal(v)} "
@@ -276,8 +395,13 @@ def question_kinds(heldout: bool) -> list[Gen]:
         shown, c = _text_col(t, rng), _num_col(t, rng)
         order, word = rng.choice([("ASC", "lowest"), ("DESC", "highest")])
         q = say(
-            f"What is the {shown.words} of the {t.singular} with the {word} {c.words}?",
+            (
+                f"What is the {shown.words} of the {t.singular} with the {word} {c.words}?",
+                f"Which {t.singular} has the {word} {c.words}? Return its {shown.words}.",
+                f"Get the {shown.words} of the single {t.singular} with the {word} {c.words}.",
+            ),
             f"Name the {shown.words} of the {t.singular} that has the {word} {c.words}.",
+            rng,
         )
         return q, f"SELECT {shown.name} FROM {t.name} ORDER BY {c.name} {order} LIMIT 1"
 
