@@ -63,7 +63,7 @@ def price(low: int, high: int) -> Callable[[random.Random], float]:
 
 
 CITIES = ("Paris", "Berlin", "Madrid", "Rome", "Lisbon", "Vienna", "Oslo")
-TRAIN_DOMAINS = (
+TRAIN_DOMAINS: tuple[Table, ...] = (
     Table(
         "customers",
         "customer",
