@@ -299,48 +299,63 @@ def _task_id_of(payload: bytes | str) -> str | None:
 class _Settler:
     """Marks handled entries and acks them, many per round trip.
 
-    A handler that finishes while no settle is in flight is settled at once; those that finish
-    while one is in flight wait for it and go together in the next. A quiet consumer settles
-    each entry alone, with no added wait, and a busy one pays one round trip for many entries
-    instead of one each. Until its entry is settled a handler's ``_handle_one`` has not
-    returned, so a crash in between is the redelivery every handler is written for.
+    A handler that finishes while no settle is in flight settles its own entry at once, itself;
+    those that finish while one is in flight wait, and go together in the next. A quiet consumer
+    pays nothing for this, and a busy one pays one round trip for many entries instead of one
+    each. Until its entry is settled a handler's ``_handle_one`` has not returned, so a crash in
+    between is the redelivery every handler is written for.
     """
 
     def __init__(self, bus: Bus, group: str) -> None:
         self.bus = bus
         self.group = group
         self._queue: list[tuple[str, str, str, asyncio.Future[None]]] = []
+        self._busy = False
         self._flusher: asyncio.Task[None] | None = None
 
     async def settle(self, handled_key: str, stream: str, entry_id: str) -> None:
         """Mark ``entry_id``'s message handled and ack the entry; raises if Redis failed."""
-        done = asyncio.get_running_loop().create_future()
-        self._queue.append((handled_key, stream, entry_id, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await done
+        if self._busy:
+            done = asyncio.get_running_loop().create_future()
+            self._queue.append((handled_key, stream, entry_id, done))
+            await done
+            return
+        self._busy = True
+        try:
+            await self._run([(handled_key, stream, entry_id)])
+        finally:
+            # Whatever queued up meanwhile goes in one call; the last batch frees the settler.
+            if self._queue:
+                self._flusher = asyncio.create_task(self._flush())
+            else:
+                self._busy = False
+
+    async def _run(self, entries: list[tuple[str, str, str]]) -> None:
+        await self.bus.settle_script(
+            keys=[key for handled_key, stream, _ in entries for key in (handled_key, stream)],
+            args=[HANDLED, self.bus.settings.dedupe_ttl_s, self.group, *(e[2] for e in entries)],
+        )
 
     async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:SETTLE_BATCH], self._queue[SETTLE_BATCH:]
-            keys = [key for handled_key, stream, _, _ in batch for key in (handled_key, stream)]
-            ids = [entry_id for _, _, entry_id, _ in batch]
-            try:
-                await self.bus.settle_script(
-                    keys=keys, args=[HANDLED, self.bus.settings.dedupe_ttl_s, self.group, *ids]
-                )
-            except asyncio.CancelledError:
-                for *_, done in batch + self._queue:
-                    done.cancel()
-                raise
-            except Exception as exc:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:SETTLE_BATCH], self._queue[SETTLE_BATCH:]
+                try:
+                    await self._run([(key, stream, entry) for key, stream, entry, _ in batch])
+                except asyncio.CancelledError:
+                    for *_, done in batch + self._queue:
+                        done.cancel()
+                    raise
+                except Exception as exc:
+                    for *_, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
                 for *_, done in batch:
                     if not done.done():
-                        done.set_exception(exc)
-                continue
-            for *_, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                        done.set_result(None)
+        finally:
+            self._busy = False
 
 
 @dataclass
