@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -59,6 +60,7 @@ class _RecordWhenExported(Sampler):
 
 _sampler = _RecordWhenExported()
 _ids = RandomIdGenerator()
+_W3C = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
 
 
@@ -105,10 +107,9 @@ def tracer() -> trace.Tracer:
 
 def current_traceparent() -> str | None:
     """The W3C traceparent of the active span, to put in an outgoing envelope."""
-    if not _sampler.recording:
-        return _format(trace.get_current_span().get_span_context())
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    # Unrecorded, the W3C propagator alone: the global one also walks baggage, per handoff.
+    (propagate if _sampler.recording else _W3C).inject(carrier)
     return carrier.get("traceparent")
 
 
@@ -120,8 +121,8 @@ def span(
     if not _sampler.recording:
         # Nothing takes spans, so none is built: the SDK would drop it anyway, at several times
         # the cost of this id and context switch. The trace goes on just the same.
-        above = _parse(parent) if parent else trace.get_current_span().get_span_context()
-        own = _child_of(above)
+        context = _W3C.extract({"traceparent": parent}) if parent else None
+        own = _child_of(trace.get_current_span(context).get_span_context())
         with trace.use_span(trace.NonRecordingSpan(own), end_on_exit=False) as active:
             yield active
         return
@@ -131,33 +132,9 @@ def span(
         yield active
 
 
-def _child_of(parent: SpanContext | None) -> SpanContext:
+def _child_of(parent: SpanContext) -> SpanContext:
     """A new span's context: its own span id, in the parent's trace or a new one."""
     span_id = _ids.generate_span_id()
-    if parent is not None and parent.is_valid:
+    if parent.is_valid:
         return SpanContext(parent.trace_id, span_id, False, TraceFlags(TraceFlags.DEFAULT))
     return SpanContext(_ids.generate_trace_id(), span_id, False, TraceFlags(TraceFlags.DEFAULT))
-
-
-def _parse(traceparent: str) -> SpanContext | None:
-    """A W3C traceparent's span context, or None where it is malformed (a new trace starts)."""
-    parts = traceparent.split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    version, trace_id, span_id, flags = parts[:4]
-    if version == "00" and len(parts) != 4:
-        return None
-    if len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
-        return None
-    try:
-        ids = int(trace_id, 16), int(span_id, 16), int(flags, 16)
-    except ValueError:
-        return None
-    context = SpanContext(ids[0], ids[1], True, TraceFlags(ids[2]))
-    return context if context.is_valid else None
-
-
-def _format(context: SpanContext) -> str | None:
-    if not context.is_valid:
-        return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
