@@ -312,6 +312,7 @@ class _Settler:
         self._queue: list[tuple[str, str, str, asyncio.Future[None]]] = []
         self._busy = False
         self._flusher: asyncio.Task[None] | None = None
+        """Held only so the running flush is not collected: the loop keeps tasks weakly."""
 
     async def settle(self, handled_key: str, stream: str, entry_id: str) -> None:
         """Mark ``entry_id``'s message handled and ack the entry; raises if Redis failed."""
