@@ -1,7 +1,16 @@
-"""``sql``: a question plus a schema (DDL) in, one SQLite query out, checked by sqlglot."""
+"""``sql``: a question plus a schema (DDL) in, one SQLite query out, checked against the schema.
+
+A query must parse (sqlglot) as one read-only SELECT, and then compile in SQLite against the
+step's own schema: an empty in-memory database built from the DDL, where ``EXPLAIN`` resolves
+every table, column and function without running anything. A query that names a column the
+schema lacks is invalid output, so the worker retries it and the cascade escalates it, instead
+of handing on a query that can only fail.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from typing import Any
 
 import sqlglot
@@ -10,9 +19,15 @@ from sqlglot.errors import ParseError
 
 from specialists.builtin.definition import Definition
 
+SCHEMA_STEP_LIMIT = 100_000
+"""SQLite VM steps that building a schema may take; DDL never needs many."""
 
-def check_sql(_input: dict[str, Any], output: dict[str, Any]) -> str | None:
-    """The query must parse as SQLite and be a single read-only SELECT."""
+_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA}
+"""Actions refused while compiling: the DDL is user input and must not reach the file system."""
+
+
+def check_sql(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
+    """The query must be one read-only SELECT that compiles against the input's schema."""
     query = str(output.get("sql", "")).strip().rstrip(";")
     if not query:
         return "empty sql"
@@ -25,7 +40,31 @@ def check_sql(_input: dict[str, Any], output: dict[str, Any]) -> str | None:
     statement = statements[0]
     if not isinstance(statement, exp.Query):
         return f"expected a SELECT query, got {statement.key.upper()}"
-    return None
+    return compile_error(str(input_.get("schema", "")), query)
+
+
+def compile_error(schema: str, query: str) -> str | None:
+    """Why ``query`` does not compile against ``schema``; None if it does or the DDL itself
+    does not (then nothing can be said about the query's names)."""
+    database = sqlite3.connect(":memory:")
+    try:
+        database.set_authorizer(
+            lambda action, *_: sqlite3.SQLITE_DENY if action in _DENIED else sqlite3.SQLITE_OK
+        )
+        budget = iter(range(SCHEMA_STEP_LIMIT // 1000))
+        database.set_progress_handler(lambda: next(budget, None) is None, 1000)
+        try:
+            database.executescript(schema)
+        except (sqlite3.Error, ValueError):
+            return None
+        try:
+            database.execute(f"EXPLAIN {query}")
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: an embedded NUL, say
+            return f"sql does not compile against the schema: {exc}"
+        return None
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            database.close()
 
 
 DEFINITION = Definition(

@@ -53,6 +53,19 @@ async def test_invalid_output_is_retried_then_handed_on(
     assert json.loads(stub.requests[0]["messages"][-1]["content"]) == SQL_INPUT
 
 
+async def test_a_query_naming_a_column_the_schema_lacks_is_retried(
+    redis: Redis, stub_settings: Settings
+) -> None:
+    script = replies(
+        '{"sql": "SELECT SUM(amount) FROM orders"}', '{"sql": "SELECT SUM(total) FROM orders"}'
+    )
+    with openai_stub(script, free_port()) as stub:
+        settings = stub_settings.model_copy(update={"vllm_urls": [stub.url]})
+        result = await run_step(redis, settings, "sql", SQL_INPUT)
+    assert result.valid and result.output == {"sql": "SELECT SUM(total) FROM orders"}
+    assert result.attempts == 2 and len(stub.requests) == 2
+
+
 async def test_output_that_stays_invalid_fails_the_step_after_bounded_retries(
     redis: Redis, stub_settings: Settings
 ) -> None:
