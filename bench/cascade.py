@@ -4,8 +4,10 @@ On a labelled held-out set (the specialist's generator, templates training never
 two halves measured in the same run:
 
 1. calibration half: the student (the distilled adapter in ``adapters/<name>``, on vLLM)
-   answers with token logprobs; :mod:`swarm.calibration` picks the confidence threshold that
-   keeps quality >= ``--target`` x teacher quality with the least escalation;
+   answers with token logprobs, as the worker would: an answer failing the specialist's checks
+   is retried, and one that never passes escalates at any threshold (``--no-checks`` takes the
+   first schema-valid answer instead); :mod:`swarm.calibration` picks the confidence threshold
+   that keeps quality >= ``--target`` x teacher quality with the least escalation;
 2. test half: student only, teacher only, and the cascade with that threshold, each scored with
    the specialist's metric and priced: local tokens at the GPU-hour price and measured
    throughput (SWARM_LOCAL_*), teacher tokens at the teacher price table (SWARM_TEACHER_*).
@@ -16,7 +18,8 @@ answers with the reference labels (a perfect teacher, reached over real HTTP thr
 model's tokenizer. Its quality is therefore 1.0 by construction; the cascade's figures are
 relative to it.
 
-Usage: python bench/cascade.py [--specialist pii] [--examples 100] [--target 0.95]
+Usage: python bench/cascade.py [--specialist pii] [--examples 100] [--target 0.95] [--seed 1]
+       [--no-checks]
 The last line printed is one JSON object with the figures. Needs `swarm model prepare` and a
 trained adapter in adapters/<specialist>; starts vLLM unless SWARM_VLLM_URLS answers.
 """
@@ -35,42 +38,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from specialists.distillation import find_specialist
 from specialists.manifest import load_manifest
 from swarm.basemodel import resolve_base_model
-from swarm.calibration import choose, confidence, sweep
+from swarm.calibration import choose, sweep
 from swarm.costs import local_cost_usd
 from swarm.dataset import Example
 from swarm.distill import model_server
-from swarm.errors import InvalidOutput
-from swarm.modelclient import ModelClient
+from swarm.evaluation import answer
+from swarm.modelclient import OUTPUT_RETRIES, ModelClient
 from swarm.prompting import render_messages
 from swarm.settings import Settings, get_settings
 from swarm.teacher import Prices, Teacher
 
 from conftest import free_port
 from openaistub import openai_stub
-
-
-async def student_answers(
-    client: ModelClient, lora: str, manifest: dict[str, Any], examples: list[Example]
-) -> list[tuple[dict[str, Any] | None, float | None, int, int]]:
-    """(output, confidence, prompt tokens, completion tokens) per example."""
-    slots = asyncio.Semaphore(16)
-
-    async def one(example: Example) -> tuple[dict[str, Any] | None, float | None, int, int]:
-        async with slots:
-            try:
-                c = await client.chat(
-                    lora,
-                    render_messages(manifest, example.input),
-                    output_schema=manifest["output_schema"],
-                    max_tokens=int(manifest["decoding"].get("max_tokens", 256)),
-                    logprobs=True,
-                )
-            except InvalidOutput:
-                return None, None, 0, 0
-        output = c.json if isinstance(c.json, dict) else None
-        return output, confidence(c.logprobs), c.usage.prompt_tokens, c.usage.completion_tokens
-
-    return list(await asyncio.gather(*(one(e) for e in examples)))
 
 
 def teacher_stub(examples: list[Example], tokenizer: Any) -> Any:
@@ -102,16 +81,25 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings))
     prices = Prices(settings.teacher_input_usd_per_mtok, settings.teacher_output_usd_per_mtok)
 
+    # As the worker answers: an answer that fails the specialist's checks is retried, sampling,
+    # and one that never passes escalates whatever its confidence.
+    retries = 0 if args.no_checks else OUTPUT_RETRIES
+    check = None if args.no_checks else spec.check
     async with ModelClient(settings, base_url=url, timeout_s=1800) as client:
         await client.load_adapter("bench-cascade", str(folder.resolve()))
-        calibrated = await student_answers(client, "bench-cascade", manifest, calibration)
-        answers = await student_answers(client, "bench-cascade", manifest, test)
+        calibrated, answers = [
+            await answer(client, "bench-cascade", manifest, chosen, concurrency=16,
+                         logprobs=True, check=check, retries=retries)
+            for chosen in (calibration, test)
+        ]  # fmt: skip
         await client.unload_adapter("bench-cascade")
 
     def per_example(chosen: list[Example], outputs: list[dict[str, Any] | None]) -> list[float]:
         return [float(spec.scorer([e], [o])["score"]) for e, o in zip(chosen, outputs, strict=True)]
 
-    curve = sweep([a[1] for a in calibrated], per_example(calibration, [a[0] for a in calibrated]))
+    curve = sweep(
+        [a.confidence for a in calibrated], per_example(calibration, [a.output for a in calibrated])
+    )
     point = choose(curve, args.target * 1.0)
     threshold = point.threshold if point else float("inf")
 
@@ -122,13 +110,15 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
                                     manifest["output_schema"])
                 for e in test
             ]  # fmt: skip
-    student_outputs = [a[0] for a in answers]
-    student_cost = sum(local_cost_usd(settings, a[2], a[3]) for a in answers)
+    student_outputs = [a.output for a in answers]
+    student_cost = sum(
+        local_cost_usd(settings, a.prompt_tokens, a.completion_tokens) for a in answers
+    )
     teacher_cost = sum(label.cost_usd for label in teacher_labels)
-    escalate = [a[0] is None or a[1] is None or a[1] < threshold for a in answers]
+    escalate = [a.confidence is None or a.confidence < threshold for a in answers]
     cascade_outputs = [
-        label.output if up else answer[0]
-        for up, label, answer in zip(escalate, teacher_labels, answers, strict=True)
+        label.output if up else a.output
+        for up, label, a in zip(escalate, teacher_labels, answers, strict=True)
     ]
     cascade_cost = student_cost + sum(
         label.cost_usd for up, label in zip(escalate, teacher_labels, strict=True) if up
@@ -139,6 +129,7 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
     return {
         "specialist": args.specialist,
         "metric": spec.metric,
+        "checks_and_retries": not args.no_checks,
         "examples": {"calibration": len(calibration), "test": len(test)},
         "threshold": round(threshold, 4) if point else None,
         "calibration_escalation_rate": round(point.escalation_rate, 4) if point else None,
@@ -161,6 +152,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="take the student's first schema-valid answer, skipping the specialist's checks "
+        "and the worker's retries (how this bench measured before they were applied)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     with model_server(settings, print) as url:

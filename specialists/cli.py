@@ -198,7 +198,7 @@ def calibrate(
     from swarm.calibration import plot, report, table
     from swarm.dataset import read_examples
     from swarm.distill import model_server
-    from swarm.modelclient import ModelClient
+    from swarm.modelclient import OUTPUT_RETRIES, ModelClient
 
     settings = get_settings()
     spec = find_specialist(specialist, settings)
@@ -223,8 +223,9 @@ def calibrate(
                 await client.load_adapter(model, str(folder.resolve()))
             try:
                 return await sweep_threshold(
-                    client, model, manifest, examples, spec.scorer, target_quality=target_quality
-                )
+                    client, model, manifest, examples, spec.scorer, target_quality=target_quality,
+                    check=spec.check, retries=OUTPUT_RETRIES,
+                )  # fmt: skip
             finally:
                 if has_weights:
                     await client.unload_adapter(model)

@@ -35,7 +35,7 @@ from swarm.errors import (
 )
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
-from swarm.modelclient import ModelClient
+from swarm.modelclient import OUTPUT_RETRIES, RETRY_TEMPERATURE, ModelClient
 from swarm.prompting import render_messages
 from swarm.settings import Settings
 from swarm.teacher import LabelCache, Teacher, cache_path
@@ -44,8 +44,6 @@ from swarm.tracing import current_traceparent, span
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.25
-RETRY_TEMPERATURE = 0.7
-"""Invalid output at temperature 0 would repeat itself; retries sample instead."""
 
 
 def validate_output(
@@ -90,7 +88,7 @@ class Worker:
         *,
         specialists: Sequence[str] | None = None,
         base_model: str,
-        max_output_retries: int = 2,
+        max_output_retries: int = OUTPUT_RETRIES,
         catalog_poll_s: float = 2.0,
         cascade: Cascade | None = None,
     ) -> None:

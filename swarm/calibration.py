@@ -128,23 +128,30 @@ async def calibrate(
     *,
     target_quality: float,
     concurrency: int = 16,
+    check: Any = None,
+    retries: int = 0,
 ) -> Calibration:
-    """Score ``model`` example by example with confidences, then sweep the threshold."""
-    from swarm.evaluation import predict
+    """Score ``model`` example by example with confidences, then sweep the threshold.
 
-    confidences: list[float | None] = []
-    predictions, _ = await predict(
-        client, model, manifest, examples, concurrency=concurrency, confidences=confidences
-    )
+    Pass the specialist's ``check`` and the worker's ``retries`` to answer as the worker does:
+    an answer that fails the check is retried, and one that never passes escalates whatever
+    the threshold.
+    """
+    from swarm.evaluation import answer
+
+    answers = await answer(
+        client, model, manifest, examples, concurrency=concurrency, logprobs=True,
+        check=check, retries=retries,
+    )  # fmt: skip
     scores = [
-        float(scorer([example], [prediction])["score"])
-        for example, prediction in zip(examples, predictions, strict=True)
+        float(scorer([example], [a.output])["score"])
+        for example, a in zip(examples, answers, strict=True)
     ]
-    points = sweep(confidences, scores)
+    points = sweep([a.confidence for a in answers], scores)
     return Calibration(
         points=points,
         chosen=choose(points, target_quality),
         target_quality=target_quality,
-        student_quality=points[0].quality,
+        student_quality=sum(scores) / len(scores) if scores else 0.0,
         examples=len(examples),
     )

@@ -18,7 +18,7 @@ from typing import Any
 from swarm.calibration import confidence
 from swarm.dataset import Example
 from swarm.errors import InvalidOutput
-from swarm.modelclient import ModelClient
+from swarm.modelclient import RETRY_TEMPERATURE, ModelClient
 from swarm.prompting import render_messages
 
 Prediction = dict[str, Any] | None
@@ -59,7 +59,22 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-async def predict(
+@dataclass(frozen=True)
+class Answer:
+    """A model's answer to one example, after any retries."""
+
+    output: Prediction
+    """The parsed output; None where every attempt was invalid or failed the check."""
+    latency_ms: float
+    """Summed over the attempts."""
+    confidence: float | None
+    """Of the answer kept (from token logprobs, when asked for); None where there is none."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    """Both summed over the attempts: what the answer cost."""
+
+
+async def answer(
     client: ModelClient,
     model: str,
     manifest: dict[str, Any],
@@ -67,40 +82,55 @@ async def predict(
     *,
     concurrency: int = 8,
     on_done: Callable[[], None] | None = None,
-    confidences: list[float | None] | None = None,
-) -> tuple[list[Prediction], list[float]]:
-    """The parsed output (None where invalid) and latency in ms of each example, in order.
+    logprobs: bool = False,
+    check: Check | None = None,
+    retries: int = 0,
+) -> list[Answer]:
+    """Each example answered with the serving prompt and constrained decoding, in order.
 
-    Pass a list as ``confidences`` to have it filled with each answer's confidence (from token
-    logprobs; None where the output was invalid).
+    With ``check`` and ``retries``, an answer that is invalid or fails the check is asked again,
+    sampling, as the worker does; one that never passes has no output, and the cascade
+    escalates it.
     """
     decoding = manifest.get("decoding") or {}
     slots = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(example: Example) -> tuple[Prediction, float, float | None]:
+    async def one(example: Example) -> Answer:
+        temperature = float(decoding.get("temperature", 0.0))
+        spent = 0.0
+        prompt = completion_tokens = 0
         async with slots:
             try:
-                completion = await client.chat(
-                    model,
-                    render_messages(manifest, example.input),
-                    output_schema=manifest["output_schema"],
-                    temperature=float(decoding.get("temperature", 0.0)),
-                    max_tokens=int(decoding.get("max_tokens", 256)),
-                    logprobs=confidences is not None,
-                )
-            except InvalidOutput:
-                return None, 0.0, None
+                for tries in range(max(0, retries) + 1):
+                    if tries:
+                        temperature = max(temperature, RETRY_TEMPERATURE)
+                    try:
+                        completion = await client.chat(
+                            model,
+                            render_messages(manifest, example.input),
+                            output_schema=manifest["output_schema"],
+                            temperature=temperature,
+                            max_tokens=int(decoding.get("max_tokens", 256)),
+                            logprobs=logprobs,
+                        )
+                    except InvalidOutput:
+                        continue
+                    spent += completion.latency_ms
+                    prompt += completion.usage.prompt_tokens
+                    completion_tokens += completion.usage.completion_tokens
+                    output = completion.json if isinstance(completion.json, dict) else None
+                    if output is None:
+                        continue
+                    if check is not None and check(example.input, output) is not None:
+                        continue
+                    sure = confidence(completion.logprobs)
+                    return Answer(output, spent, sure, prompt, completion_tokens)
             finally:
                 if on_done is not None:
                     on_done()
-        output = completion.json if isinstance(completion.json, dict) else None
-        sure = confidence(completion.logprobs) if output is not None else None
-        return output, completion.latency_ms, sure
+        return Answer(None, spent, None, prompt, completion_tokens)
 
-    results = await asyncio.gather(*(one(e) for e in examples))
-    if confidences is not None:
-        confidences[:] = [r[2] for r in results]
-    return [r[0] for r in results], [r[1] for r in results]
+    return list(await asyncio.gather(*(one(e) for e in examples)))
 
 
 async def evaluate(
@@ -116,9 +146,10 @@ async def evaluate(
     on_done: Callable[[], None] | None = None,
 ) -> EvalReport:
     """Predict every example with ``model`` and score the predictions against the gold."""
-    predictions, latencies = await predict(
+    answers = await answer(
         client, model, manifest, examples, concurrency=concurrency, on_done=on_done
     )
+    predictions, latencies = [a.output for a in answers], [a.latency_ms for a in answers]
     metrics = scorer(examples, predictions)
     valid = [p for p in predictions if p is not None]
     passing = sum(

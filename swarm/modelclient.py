@@ -61,6 +61,10 @@ REPLICA_DOWN_S = 10.0
 MAX_CONNECTIONS = 100
 """Connections one client keeps to all model servers together (calls beyond wait for one)."""
 ALREADY_LOADED = "has already been loaded"
+OUTPUT_RETRIES = 2
+"""Retries of an answer that came back invalid (schema or the specialist's checks)."""
+RETRY_TEMPERATURE = 0.7
+"""Invalid output at temperature 0 would repeat itself; retries sample instead."""
 """vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
 so for us that is success."""
 

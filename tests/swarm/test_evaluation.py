@@ -1,0 +1,81 @@
+"""Answering labelled examples as the worker would, against a scripted model server over HTTP."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from swarm.calibration import calibrate
+from swarm.dataset import Example
+from swarm.evaluation import answer
+from swarm.modelclient import RETRY_TEMPERATURE, ModelClient
+from swarm.settings import Settings
+
+from conftest import free_port
+from openaistub import completion, openai_stub
+
+MANIFEST = {
+    "system_prompt": "Say a word.",
+    "output_schema": {
+        "type": "object",
+        "properties": {"word": {"type": "string"}},
+        "required": ["word"],
+    },
+    "decoding": {"temperature": 0.0, "max_tokens": 8},
+}
+EXAMPLE = Example(input={"text": "hi"}, output={"word": "good"})
+Reply = Callable[[dict[str, Any]], tuple[int, Any]]
+
+
+def reply(word: str, logprob: float = -0.1) -> Reply:
+    body = completion(f'{{"word": "{word}"}}')
+    body["choices"][0]["logprobs"] = {
+        "content": [{"token": "x", "logprob": logprob, "top_logprobs": []}] * 4
+    }
+    return lambda _body: (200, body)
+
+
+def no_bad(_input: dict[str, Any], output: dict[str, Any]) -> str | None:
+    return "bad word" if output["word"] == "bad" else None
+
+
+async def test_an_answer_failing_the_check_is_asked_again_sampling() -> None:
+    with openai_stub([reply("bad"), reply("good", -0.5)], free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url) as client:
+            [got] = await answer(
+                client, "m", MANIFEST, [EXAMPLE], logprobs=True, check=no_bad, retries=2
+            )
+    assert got.output == {"word": "good"}
+    assert got.confidence is not None and math.isclose(got.confidence, math.exp(-0.5))
+    # Both attempts are paid for: the stub bills 11 prompt and 7 completion tokens each.
+    assert (got.prompt_tokens, got.completion_tokens) == (22, 14)
+    assert [r["temperature"] for r in stub.requests] == [0.0, RETRY_TEMPERATURE]
+
+
+async def test_an_answer_that_never_passes_has_no_output_and_no_confidence() -> None:
+    with openai_stub([reply("bad")], free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url) as client:
+            [got] = await answer(
+                client, "m", MANIFEST, [EXAMPLE], logprobs=True, check=no_bad, retries=2
+            )
+            [unchecked] = await answer(client, "m", MANIFEST, [EXAMPLE], logprobs=True)
+    assert got.output is None and got.confidence is None
+    assert len(stub.requests) == 4  # three attempts, then one unchecked call
+    assert unchecked.output == {"word": "bad"} and unchecked.confidence is not None
+
+
+async def test_calibration_escalates_answers_that_fail_the_check_at_any_threshold() -> None:
+    def score(_examples: Any, predictions: Any) -> dict[str, float]:
+        return {"score": 1.0 if predictions[0] == {"word": "good"} else 0.0}
+
+    with openai_stub([reply("bad", -0.01)], free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url) as client:
+            result = await calibrate(
+                client, "m", MANIFEST, [EXAMPLE], score, target_quality=0.9, check=no_bad,
+                retries=1,
+            )  # fmt: skip
+    # Sure of itself (p = 0.99) but failing the check: escalated even at threshold 0.
+    assert result.student_quality == 0.0
+    assert result.chosen is not None and result.chosen.threshold == 0.0
+    assert result.chosen.escalation_rate == 1.0 and result.chosen.quality == 1.0
