@@ -142,7 +142,15 @@ class Pipeline:
 
     def _inputs(self) -> str:
         o = self.options
-        source = _file_digest(o.data) if o.data else f"generator:{o.examples}"
+        generated: list[Example] = []
+        if o.data is not None:
+            source = _file_digest(o.data)
+        else:
+            # Generating is cheap, and keying on what came out means a changed generator
+            # (new templates, say) retrains instead of reusing the old run's data.
+            assert self.specialist.generate is not None
+            generated = self.specialist.generate(o.examples, seed=o.seed, heldout=False)
+            source = "generator:" + _digest_json([e.to_json() for e in generated])
         key = _key("inputs", self.specialist.name, source, o.seed, o.teacher)
         with self._stage("inputs", key) as done:
             if done:
@@ -151,8 +159,7 @@ class Pipeline:
                 inputs = read_examples(o.data)
                 where = str(o.data)
             else:
-                assert self.specialist.generate is not None
-                inputs = self.specialist.generate(o.examples, seed=o.seed, heldout=False)
+                inputs = generated
                 where = "the built-in generator"
             if o.teacher == "endpoint":
                 inputs = [Example(e.input, None, e.meta) for e in inputs]
@@ -163,15 +170,15 @@ class Pipeline:
     def _heldout(self) -> str:
         """Test data from templates and sources training never sees (generator mode only)."""
         o = self.options
-        generated = o.data is None
-        key = _key("heldout", self.specialist.name, o.test_examples if generated else 0, o.seed)
+        heldout: list[Example] = []
+        if o.data is None:
+            assert self.specialist.generate is not None
+            heldout = self.specialist.generate(o.test_examples, seed=o.seed + 1, heldout=True)
+        digest = _digest_json([e.to_json() for e in heldout])
+        key = _key("heldout", self.specialist.name, len(heldout), o.seed, digest)
         with self._stage("heldout", key) as done:
             if done:
                 return key
-            heldout: list[Example] = []
-            if generated:
-                assert self.specialist.generate is not None
-                heldout = self.specialist.generate(o.test_examples, seed=o.seed + 1, heldout=True)
             write_examples(self.run_dir / "heldout.jsonl", heldout)
             self.say(f"heldout: {len(heldout)} examples from unseen templates and sources")
         return key
@@ -288,7 +295,7 @@ class Pipeline:
             )
             shutil.rmtree(adapter / "checkpoints", ignore_errors=True)
             (adapter / "README.md").unlink(missing_ok=True)
-            _portable_base(adapter / "adapter_config.json", self.settings)
+            _portable_config(adapter / "adapter_config.json", self.settings)
             training = {"config": {**config.to_json(), "base_model": served_base_name(
                 self.settings)}, "result": result.__dict__}  # fmt: skip
             _write_json(self.run_dir / "training.json", training)
@@ -488,11 +495,15 @@ def _current_version(folder: Path) -> str | None:
     return None
 
 
-def _portable_base(config_path: Path, settings: Settings) -> None:
-    """Name the base by its public id, not this machine's path, so the folder travels."""
+def _portable_config(config_path: Path, settings: Settings) -> None:
+    """Name the base by its public id, not this machine's path, so the folder travels; and
+    sort ``target_modules``, which PEFT writes in a set's order, so retraining the same
+    adapter leaves the file the same."""
     config = _read_json(config_path)
     if settings.base_model == DEFAULT_BASE_MODEL:
         config["base_model_name_or_path"] = UPSTREAM_ID
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
     _write_json(config_path, config)
 
 

@@ -63,6 +63,8 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
     ]  # fmt: skip
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == UPSTREAM_ID and config["r"] == 8
+    # Sorted, so retraining the same adapter rewrites the same file.
+    assert config["target_modules"] == sorted(config["target_modules"])
     dtypes = {t["dtype"] for k, t in safetensors_header(out / "adapter_model.safetensors").items()
               if k != "__metadata__"}  # fmt: skip
     assert dtypes == {"BF16"}
@@ -156,6 +158,39 @@ def test_a_worse_version_is_not_packaged(tmp_path: Path) -> None:
         f"package: not packaged; the new student scores 0.400, below the current version's "
         f"0.500 in {out}"
     ]
+
+
+def test_a_changed_generator_is_not_served_from_the_cache(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters")
+    spec = find_specialist("sql", settings)
+    options = DistillOptions(teacher="reference", examples=6, test_examples=3,
+                             run_dir=tmp_path / "run")  # fmt: skip
+
+    def stages(generate: Any) -> list[str]:
+        said: list[str] = []
+        pipeline = Pipeline(settings, replace(spec, generate=generate), options, say=said.append)
+        pipeline._heldout()
+        pipeline._inputs()
+        return said
+
+    assert stages(sqldata.generate) == [
+        "heldout: 3 examples from unseen templates and sources",
+        "inputs: 6 from the built-in generator",
+    ]
+    assert stages(sqldata.generate) == ["heldout: cached", "inputs: cached"]
+
+    def reworded(n: int, *, seed: int = 0, heldout: bool = False) -> list[Example]:
+        examples = sqldata.generate(n, seed=seed, heldout=heldout)
+        return [Example({**e.input, "question": e.input["question"] + " Please."}, e.output,
+                        e.meta) for e in examples]  # fmt: skip
+
+    # New phrasings in the generator: both sets are made again, not read back from the cache.
+    assert stages(reworded) == [
+        "heldout: 3 examples from unseen templates and sources",
+        "inputs: 6 from the built-in generator",
+    ]
+    inputs = read_examples(tmp_path / "run" / "inputs.jsonl")
+    assert all(e.input["question"].endswith(" Please.") for e in inputs)
 
 
 @pytest.mark.slow
