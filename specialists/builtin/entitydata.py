@@ -15,7 +15,21 @@ from faker import Faker
 from specialists.builtin.fakers import seeded_fakers
 from swarm.dataset import Example
 
-TRAIN_LOCALES = ("en_US", "en_GB", "de_DE")
+TRAIN_LOCALES = (
+    "en_US",
+    "en_GB",
+    "de_DE",
+    "pl_PL",
+    "sv_SE",
+    "pt_PT",
+    "da_DK",
+    "cs_CZ",
+    "ro_RO",
+    "nl_BE",
+    "fi_FI",
+    "hu_HU",
+)
+"""Names, companies and places from many languages, none of them a held-out locale."""
 HELDOUT_LOCALES = ("fr_FR", "es_ES", "en_AU", "it_IT")
 
 SLOT = re.compile(r"\{([A-Z]+?)(\d?)\}")
@@ -47,6 +61,18 @@ TRAIN_NEWS = (
     "Analysts expect {ORGANIZATION} to report revenue of about {MONEY} on {DATE}.",
     "{ORGANIZATION} and {ORGANIZATION2} signed a supply deal in {LOCATION}.",
     "Unemployment fell slightly last month, the statistics office said.",
+    # Quantities that are not money, beside entities that are.
+    "{ORGANIZATION} plans to hire 300 engineers in {LOCATION} by {DATE}.",
+    "{ORGANIZATION} sold 2 million units of the {PRODUCT} in its first week.",
+    "About 12,000 people attended {EVENT} in {LOCATION}.",
+    "Shares in {ORGANIZATION} fell 8 percent after {PERSON} stepped down.",
+    "{ORGANIZATION} will close 40 stores across {LOCATION}, {PERSON} said.",
+    "{PERSON} waited 3 hours at {LOCATION} airport on {DATE}.",
+    # Places at the start of a sentence, and entities that end one.
+    "{LOCATION} reported record visitor numbers on {DATE}.",
+    "{LOCATION} will welcome {EVENT} next spring, organisers said.",
+    "Her new employer is {ORGANIZATION}.",
+    "After {EVENT}, {PERSON} moved back to {LOCATION}.",
 )
 
 TRAIN_PARAGRAPHS = (
