@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from specialists.builtin.sql import check_sql
+from specialists.builtin.sql import check_sql, limit_steps
 from specialists.builtin.sqldata import build_database
 from swarm.dataset import Example
 
@@ -130,8 +130,7 @@ def _database(example: Example, gold_sql: str) -> sqlite3.Connection:
         database = sqlite3.connect(":memory:")
         database.executescript(schema)
         _fill(database, gold_sql)
-    budget = iter(range(SQL_STEP_LIMIT // 1000))
-    database.set_progress_handler(lambda: next(budget, None) is None, 1000)
+    limit_steps(database, SQL_STEP_LIMIT)
     return database
 
 

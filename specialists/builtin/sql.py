@@ -43,6 +43,12 @@ def check_sql(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
     return compile_error(str(input_.get("schema", "")), query)
 
 
+def limit_steps(database: sqlite3.Connection, steps: int) -> None:
+    """Interrupt whatever ``database`` runs once it has taken about ``steps`` VM steps."""
+    budget = iter(range(steps // 1000))
+    database.set_progress_handler(lambda: next(budget, None) is None, 1000)
+
+
 def compile_error(schema: str, query: str) -> str | None:
     """Why ``query`` does not compile against ``schema``; None if it does or the DDL itself
     does not (then nothing can be said about the query's names)."""
@@ -51,8 +57,7 @@ def compile_error(schema: str, query: str) -> str | None:
         database.set_authorizer(
             lambda action, *_: sqlite3.SQLITE_DENY if action in _DENIED else sqlite3.SQLITE_OK
         )
-        budget = iter(range(SCHEMA_STEP_LIMIT // 1000))
-        database.set_progress_handler(lambda: next(budget, None) is None, 1000)
+        limit_steps(database, SCHEMA_STEP_LIMIT)
         try:
             database.executescript(schema)
         except (sqlite3.Error, ValueError):
