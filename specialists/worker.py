@@ -35,7 +35,7 @@ from swarm.errors import (
 )
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
-from swarm.modelclient import OUTPUT_RETRIES, RETRY_TEMPERATURE, ModelClient
+from swarm.modelclient import OUTPUT_RETRIES, ModelClient, attempt_temperature
 from swarm.prompting import render_messages
 from swarm.settings import Settings
 from swarm.teacher import LabelCache, Teacher, cache_path
@@ -241,9 +241,7 @@ class Worker:
         prompt_tokens = completion_tokens = 0
         for attempt in range(1, self.max_output_retries + 2):
             outcome.attempts = attempt
-            temperature = float(decoding.get("temperature", 0.0))
-            if attempt > 1:
-                temperature = max(temperature, RETRY_TEMPERATURE)
+            temperature = attempt_temperature(float(decoding.get("temperature", 0.0)), attempt)
             try:
                 with span("model.chat", {"gen_ai.request.model": model, "swarm.attempt": attempt}):
                     completion = await self.model.chat(

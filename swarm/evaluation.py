@@ -18,7 +18,7 @@ from typing import Any
 from swarm.calibration import confidence
 from swarm.dataset import Example
 from swarm.errors import InvalidOutput
-from swarm.modelclient import RETRY_TEMPERATURE, ModelClient
+from swarm.modelclient import ModelClient, attempt_temperature
 from swarm.prompting import render_messages
 
 Prediction = dict[str, Any] | None
@@ -101,15 +101,13 @@ async def answer(
         prompt = completion_tokens = 0
         async with slots:
             try:
-                for tries in range(max(0, retries) + 1):
-                    if tries:
-                        temperature = max(temperature, RETRY_TEMPERATURE)
+                for attempt in range(1, max(0, retries) + 2):
                     try:
                         completion = await client.chat(
                             model,
                             render_messages(manifest, example.input),
                             output_schema=manifest["output_schema"],
-                            temperature=temperature,
+                            temperature=attempt_temperature(temperature, attempt),
                             max_tokens=int(decoding.get("max_tokens", 256)),
                             logprobs=logprobs,
                         )

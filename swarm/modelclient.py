@@ -65,6 +65,13 @@ OUTPUT_RETRIES = 2
 """Retries of an answer that came back invalid (schema or the specialist's checks)."""
 RETRY_TEMPERATURE = 0.7
 """Invalid output at temperature 0 would repeat itself; retries sample instead."""
+
+
+def attempt_temperature(temperature: float, attempt: int) -> float:
+    """The temperature of answer ``attempt`` (from 1): as configured first, sampling after."""
+    return temperature if attempt == 1 else max(temperature, RETRY_TEMPERATURE)
+
+
 """vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
 so for us that is success."""
 
