@@ -89,7 +89,7 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
         await client.load_adapter("bench-cascade", str(folder.resolve()))
         calibrated, answers = [
             await answer(client, "bench-cascade", manifest, chosen, concurrency=16,
-                         logprobs=True, check=check, retries=retries)
+                         logprobs=True, check=check, retries=retries, finish=spec.finish)
             for chosen in (calibration, test)
         ]  # fmt: skip
         await client.unload_adapter("bench-cascade")

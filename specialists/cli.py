@@ -224,7 +224,7 @@ def calibrate(
             try:
                 return await sweep_threshold(
                     client, model, manifest, examples, spec.scorer, target_quality=target_quality,
-                    check=spec.check, retries=OUTPUT_RETRIES,
+                    check=spec.check, retries=OUTPUT_RETRIES, finish=spec.finish,
                 )  # fmt: skip
             finally:
                 if has_weights:

@@ -34,6 +34,7 @@ def find_specialist(name: str, settings: Settings) -> Specialist:
             metric=metric,
             generate=generate,
             check=definition.check,
+            finish=definition.finish,
         )
     folder = settings.adapters_dir / name
     if (folder / MANIFEST_FILE).is_file():

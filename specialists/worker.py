@@ -2,9 +2,11 @@
 
 For each step request it renders the specialist's prompt from its manifest, calls the model
 (the specialist's LoRA on vLLM, or the base model for a prompt-only specialist) with the output
-JSON schema, validates the output against the schema and the specialist's own checks, retries
-a bounded number of times on invalid output, and publishes the step result. Every handoff is
-guarded: an output that fails validation never reaches the next specialist.
+JSON schema, applies a built-in specialist's deterministic repairs (``pii`` rebuilds its
+redacted text from the spans), validates the output against the schema and the specialist's
+own checks, retries a bounded number of times on invalid output, and publishes the step
+result. Every handoff is guarded: an output that fails validation never reaches the next
+specialist.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ def validate_output(
     if builtin is not None and builtin.check is not None:
         return builtin.check(step_input, output)
     return None
+
+
+def finished(record: SpecialistRecord, step_input: dict[str, Any], output: Any) -> Any:
+    """The model's ``output`` after its built-in specialist's deterministic repairs, if any."""
+    builtin = BUILTINS.get(record.name)
+    if builtin is None or builtin.finish is None or not isinstance(output, dict):
+        return output
+    return builtin.finish(step_input, output)
 
 
 def result_id(task_id: str, step_id: str, attempt: int) -> str:
@@ -267,9 +277,10 @@ class Worker:
             prompt_tokens += completion.usage.prompt_tokens
             completion_tokens += completion.usage.completion_tokens
             outcome.tokens = TokenUsage(prompt=prompt_tokens, completion=completion_tokens)
-            problem = validate_output(record, step_input, completion.json)
+            output = finished(record, step_input, completion.json)
+            problem = validate_output(record, step_input, output)
             if problem is None:
-                outcome.output, outcome.valid, outcome.error = completion.json, True, None
+                outcome.output, outcome.valid, outcome.error = output, True, None
                 outcome.escalation_reason = policy.after_valid(confidence(completion.logprobs))
                 return outcome
             outcome.error = f"invalid output after {attempt} attempt(s): {problem}"

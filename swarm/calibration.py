@@ -130,18 +130,19 @@ async def calibrate(
     concurrency: int = 16,
     check: Any = None,
     retries: int = 0,
+    finish: Any = None,
 ) -> Calibration:
     """Score ``model`` example by example with confidences, then sweep the threshold.
 
-    Pass the specialist's ``check`` and the worker's ``retries`` to answer as the worker does:
-    an answer that fails the check is retried, and one that never passes escalates whatever
-    the threshold.
+    Pass the specialist's ``finish``, ``check`` and the worker's ``retries`` to answer as the
+    worker does: an answer that fails the check is retried, and one that never passes escalates
+    whatever the threshold.
     """
     from swarm.evaluation import answer
 
     answers = await answer(
         client, model, manifest, examples, concurrency=concurrency, logprobs=True,
-        check=check, retries=retries,
+        check=check, retries=retries, finish=finish,
     )  # fmt: skip
     scores = [
         float(scorer([example], [a.output])["score"])

@@ -37,7 +37,7 @@ import yaml
 from swarm.basemodel import UPSTREAM_ID, resolve_base_model, served_base_name
 from swarm.dataset import Example, read_examples, split_examples, write_examples
 from swarm.errors import ConfigurationError, InvalidData
-from swarm.evaluation import Check, EvalReport, Scorer, evaluate, markdown_table
+from swarm.evaluation import Check, EvalReport, Finish, Scorer, evaluate, markdown_table
 from swarm.modelclient import ModelClient
 from swarm.modelserver import ModelServer
 from swarm.prompting import render_messages
@@ -64,6 +64,7 @@ class Specialist:
     metric: str
     generate: Generator | None = None
     check: Check | None = None
+    finish: Finish | None = None
 
     def student_manifest(self) -> dict[str, Any]:
         """The manifest the student is trained and served with: the same prompt, no few-shot."""
@@ -443,6 +444,7 @@ async def evaluate_models(
                     reports[name] = await evaluate(
                         client, model, manifest, examples, specialist.scorer,
                         metric=specialist.metric, check=specialist.check,
+                        finish=specialist.finish,
                         concurrency=concurrency, on_done=functools.partial(bar.update, 1),
                     )  # fmt: skip
                 finally:
@@ -467,6 +469,8 @@ def eval_document(specialist: Specialist, reports: dict[str, EvalReport]) -> dic
             "examples": report.examples,
             "metrics": report.metrics,
         }
+        if report.model_only is not None:
+            document[name]["model_only"] = report.model_only
     if "student" in reports and "base_few_shot" in reports:
         base = max(reports["base_zero_shot"].score, reports["base_few_shot"].score)
         document["student_vs_best_base"] = (
@@ -479,7 +483,15 @@ def eval_markdown(specialist: Specialist, reports: dict[str, EvalReport]) -> str
     return (
         f"# `{specialist.name}` evaluation\n\nMetric: {specialist.metric}. Student: the "
         "distilled LoRA with the plain prompt. Base: the base model with the same prompt, "
-        "zero-shot and with the manifest's few-shot examples.\n\n" + markdown_table(reports)
+        "zero-shot and with the manifest's few-shot examples."
+        + (
+            " Every row scores the specialist's finished output; the row 'model before finish' "
+            "scores the model's own."
+            if specialist.finish
+            else ""
+        )
+        + "\n\n"
+        + markdown_table(reports)
     )
 
 

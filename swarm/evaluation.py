@@ -24,6 +24,10 @@ from swarm.prompting import render_messages
 Prediction = dict[str, Any] | None
 Scorer = Callable[[Sequence[Example], Sequence[Prediction]], dict[str, Any]]
 Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+"""(input, output) -> None if the output is acceptable, else the reason it is not."""
+Finish = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+"""(input, output) -> the output a specialist returns: its model's, after deterministic repairs
+(``pii`` rebuilds its redacted text from the spans, say)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class EvalReport:
     """Share of answers that also passed the specialist's own checks."""
     latency_ms_p50: float
     latency_ms_p95: float
+    model_only: dict[str, Any] | None = None
+    """For a specialist with a finish step: the metrics of the model's answers before it."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +70,7 @@ class Answer:
     """A model's answer to one example, after any retries."""
 
     output: Prediction
-    """The parsed output; None where every attempt was invalid or failed the check."""
+    """The parsed output, finished; None where every attempt was invalid or failed the check."""
     latency_ms: float
     """Summed over the attempts."""
     confidence: float | None
@@ -72,6 +78,8 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     """Both summed over the attempts: what the answer cost."""
+    model_output: Prediction = None
+    """The model's own output, before the specialist's finish step."""
 
 
 async def answer(
@@ -85,12 +93,14 @@ async def answer(
     logprobs: bool = False,
     check: Check | None = None,
     retries: int = 0,
+    finish: Finish | None = None,
 ) -> list[Answer]:
     """Each example answered with the serving prompt and constrained decoding, in order.
 
-    With ``check`` and ``retries``, an answer that is invalid or fails the check is asked again,
-    sampling, as the worker does; one that never passes has no output, and the cascade
-    escalates it.
+    ``finish`` is the specialist's repair of a parsed output, applied before the check as the
+    worker applies it. With ``check`` and ``retries``, an answer that is invalid or fails the
+    check is asked again, sampling, as the worker does; one that never passes has no output,
+    and the cascade escalates it.
     """
     decoding = manifest.get("decoding") or {}
     slots = asyncio.Semaphore(max(1, concurrency))
@@ -116,13 +126,14 @@ async def answer(
                     spent += completion.latency_ms
                     prompt += completion.usage.prompt_tokens
                     completion_tokens += completion.usage.completion_tokens
-                    output = completion.json if isinstance(completion.json, dict) else None
-                    if output is None:
+                    raw = completion.json if isinstance(completion.json, dict) else None
+                    if raw is None:
                         continue
+                    output = finish(example.input, raw) if finish is not None else raw
                     if check is not None and check(example.input, output) is not None:
                         continue
                     sure = confidence(completion.logprobs)
-                    return Answer(output, spent, sure, prompt, completion_tokens)
+                    return Answer(output, spent, sure, prompt, completion_tokens, raw)
             finally:
                 if on_done is not None:
                     on_done()
@@ -140,15 +151,22 @@ async def evaluate(
     *,
     metric: str,
     check: Check | None = None,
+    finish: Finish | None = None,
     concurrency: int = 8,
     on_done: Callable[[], None] | None = None,
 ) -> EvalReport:
-    """Predict every example with ``model`` and score the predictions against the gold."""
+    """Predict every example with ``model`` and score the predictions against the gold.
+
+    The score is of the finished answers, what the specialist returns; with a ``finish``, the
+    report also scores the model's answers before it (``model_only``).
+    """
     answers = await answer(
-        client, model, manifest, examples, concurrency=concurrency, on_done=on_done
-    )
+        client, model, manifest, examples, concurrency=concurrency, on_done=on_done,
+        finish=finish,
+    )  # fmt: skip
     predictions, latencies = [a.output for a in answers], [a.latency_ms for a in answers]
     metrics = scorer(examples, predictions)
+    model_only = scorer(examples, [a.model_output for a in answers]) if finish else None
     valid = [p for p in predictions if p is not None]
     passing = sum(
         1
@@ -167,6 +185,7 @@ async def evaluate(
         check_pass=round(passing / n, 4) if n else 0.0,
         latency_ms_p50=round(statistics.median(timed), 1),
         latency_ms_p95=round(timed[min(len(timed) - 1, int(0.95 * len(timed)))], 1),
+        model_only=model_only,
     )
 
 
@@ -192,9 +211,15 @@ def markdown_table(reports: dict[str, EvalReport]) -> str:
     ]
     for key in extra:
         rows.insert(1, (key, _metric_cell(key)))
+    if first.model_only is not None:
+        rows.insert(1, (f"{first.metric}, model before finish", _model_only_cell))
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(r) for r in reports.values()) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _model_only_cell(report: EvalReport) -> str:
+    return f"{(report.model_only or {}).get('score', 0.0):.3f}"
 
 
 def _metric_cell(key: str) -> Callable[[EvalReport], str]:

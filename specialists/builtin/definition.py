@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from swarm.evaluation import Check, Finish
 
 TEXT_INPUT: dict[str, Any] = {
     "type": "object",
@@ -13,8 +14,7 @@ TEXT_INPUT: dict[str, Any] = {
 }
 """The input of a specialist that reads one text."""
 
-Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
-"""(input, output) -> None if the output is acceptable, else the reason it is not."""
+__all__ = ["TEXT_INPUT", "Check", "Definition", "Finish"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Definition:
     handoff: dict[str, str] = field(default_factory=dict)
     """Which of this specialist's output fields become which input fields of the next one."""
     check: Check | None = None
+    finish: Finish | None = None
+    """Deterministic repairs of the model's output, applied before ``check``."""
     version: str = "0.1.0"
 
     def manifest(self) -> dict[str, Any]:

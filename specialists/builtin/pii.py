@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections import Counter
 from typing import Any
 
 from specialists.builtin.definition import TEXT_INPUT, Definition
@@ -30,6 +33,167 @@ def check_spans(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
         if value and value in redacted:
             return f"span {value!r} is still in the redacted text"
     return None
+
+
+EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
+CARD = re.compile(
+    r"(?<![\d+])(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?!\d)"
+)
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
+SSN_US = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
+PHONE_LIKE = re.compile(r"\+?[\d\s().\-/]+(?:\s*(?:x|ext\.?)\s*\d+)?")
+DATE_LIKE = re.compile(
+    r"\d{1,4}[./-]\d{1,2}[./-]\d{2,4}"  # 05.12.1922, 1922-12-05, 12/05/22
+    r"|\d{1,2}\.? [A-Za-z]{3,9}\.? \d{4}"  # 5 Dec 1922
+    r"|[A-Za-z]{3,9}\.? \d{1,2},? \d{4}"  # December 5, 1922
+)
+IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+
+
+def is_iban(value: str) -> bool:
+    """An IBAN whose ISO 13616 check digits are right (mod 97), spaces allowed."""
+    compact = value.replace(" ", "")
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", compact):
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+def is_card(value: str) -> bool:
+    """A 12-19 digit card number in one of the usual groupings, with a valid Luhn digit."""
+    if CARD.fullmatch(value) is None:
+        return False
+    total = 0
+    for position, char in enumerate(reversed([c for c in value if c.isdigit()])):
+        digit = int(char) * (2 if position % 2 else 1)
+        total += digit - 9 if digit > 9 else digit
+    return total % 10 == 0
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _phone_like(value: str) -> bool:
+    main = re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0]
+    return PHONE_LIKE.fullmatch(value) is not None and 7 <= sum(c.isdigit() for c in main) <= 15
+
+
+def certain_type(value: str) -> str | None:
+    """The type of a value whose form alone proves it: email, IP, checksummed IBAN, US-layout
+    SSN, or card number grouped in fours (or 4-6-5) with a valid Luhn digit."""
+    if EMAIL.fullmatch(value):
+        return "EMAIL"
+    if is_ip(value):
+        return "IP_ADDRESS"
+    if is_iban(value):
+        return "IBAN"
+    if SSN_US.fullmatch(value):
+        return "SSN"  # the US layout, 3-2-4 digits: no phone is written so
+    if is_card(value) and not value.isdigit():
+        return "CREDIT_CARD"  # grouped; a bare digit run may as well be an SSN or a phone
+    return None
+
+
+def retype(value: str, kind: str) -> str | None:
+    """The model's ``kind`` for ``value``, corrected where the value's form settles it.
+
+    A proven form wins (:func:`certain_type`). An "email" or "IP address" that is not one, or a
+    "person" or "address" without a letter, is a date of birth or a phone number if it looks
+    like one; a "person" that looks like neither is no PII at all (None). A "phone number" of
+    words and digits is an address.
+    """
+    proven = certain_type(value)
+    if proven is not None:
+        return proven
+    letters = any(c.isalpha() for c in value)
+    if kind in ("EMAIL", "IP_ADDRESS") or (kind in ("PERSON", "ADDRESS") and not letters):
+        if DATE_LIKE.fullmatch(value):
+            return "DATE_OF_BIRTH"
+        if _phone_like(value):
+            return "PHONE"
+        return None if kind == "PERSON" else kind
+    if kind == "PHONE" and letters and not _phone_like(value) and any(c.isdigit() for c in value):
+        return "ADDRESS"
+    return kind
+
+
+def recognise(text: str) -> list[dict[str, str]]:
+    """The values in ``text`` that :func:`certain_type` can prove, in order of appearance."""
+    found: list[tuple[int, str, str]] = []
+    for match in EMAIL.finditer(text):
+        found.append((match.start(), match.group(), "EMAIL"))
+    for match in IBAN_CANDIDATE.finditer(text):
+        candidate = match.group()
+        # A greedy match can run into the next capitalised token; the longest valid prefix
+        # that ends on a token boundary is the IBAN.
+        for end in range(len(candidate), 14, -1):
+            prefix = candidate[:end]
+            if (
+                not prefix.endswith(" ")
+                and not candidate[end : end + 1].isalnum()
+                and is_iban(prefix)
+            ):
+                found.append((match.start(), prefix, "IBAN"))
+                break
+    for pattern, kind, proof in ((CARD, "CREDIT_CARD", is_card), (IPV4, "IP_ADDRESS", is_ip),
+                                 (IPV6_CANDIDATE, "IP_ADDRESS", is_ip),
+                                 (SSN_US, "SSN", lambda _value: True)):  # fmt: skip
+        for match in pattern.finditer(text):
+            if proof(match.group()):
+                found.append((match.start(), match.group(), kind))
+    return [{"text": value, "type": kind} for _start, value, kind in sorted(found)]
+
+
+def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
+    """The model's spans repaired and completed, and the redacted text rebuilt from them.
+
+    - A span's text is trimmed of spaces and separators; one that is in the input only in
+      other letter case takes the input's casing; one that is not in the
+      input at all is dropped, as it can be neither redacted nor shown. A value is listed as
+      often as the model lists it, up to the times it occurs in the input.
+    - A value whose form proves its type (email, IP address, checksummed IBAN, grouped card
+      number, US-layout SSN) gets that type, and one whose form rules out the model's type is
+      retyped (:func:`retype`). Provable values the model missed are added, and so are card
+      numbers written as a bare run of 12-19 digits with a valid Luhn digit.
+    - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
+      first, so every span found is redacted wherever it occurs.
+    """
+    text = str(input_.get("text", ""))
+    spans = output.get("spans")
+    if not isinstance(spans, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("text"), str) and isinstance(s.get("type"), str)
+        for s in spans
+    ):
+        return output
+    kept: list[dict[str, str]] = []
+    for span in spans:
+        value = span["text"].strip(" \t\n,;")
+        if value and value not in text:
+            at = text.lower().find(value.lower())
+            value = text[at : at + len(value)] if at >= 0 else ""
+        kind = retype(value, span["type"]) if value else None
+        if kind is not None and sum(s["text"] == value for s in kept) < text.count(value):
+            kept.append({"text": value, "type": kind})
+    listed = Counter(span["text"] for span in kept)
+    for found in recognise(text):
+        value = found["text"]
+        if listed[value]:
+            listed[value] -= 1  # this occurrence is one the model listed
+        elif not any(value in span["text"] for span in kept if span["text"] != value):
+            kept.append(found)
+    types: dict[str, str] = {}
+    for span in kept:
+        types.setdefault(span["text"], span["type"])
+    redacted = text
+    for value in sorted(types, key=len, reverse=True):
+        redacted = redacted.replace(value, f"[{types[value]}]")
+    return {**output, "redacted_text": redacted, "spans": kept}
 
 
 DEFINITION = Definition(
@@ -82,4 +246,5 @@ DEFINITION = Definition(
     decoding={"temperature": 0.0, "max_tokens": 256},
     handoff={"text": "redacted_text"},
     check=check_spans,
+    finish=finish_spans,
 )

@@ -23,8 +23,9 @@ from swarm import names
 from swarm.basemodel import UPSTREAM_ID
 from swarm.connections import connect
 from swarm.dataset import Example, read_examples, write_examples
-from swarm.distill import DistillOptions, Pipeline, bump_version
+from swarm.distill import DistillOptions, Pipeline, bump_version, eval_document, eval_markdown
 from swarm.errors import ConfigurationError, UnknownSpecialist
+from swarm.evaluation import EvalReport
 from swarm.settings import Settings
 from swarm.training import TrainConfig
 
@@ -252,3 +253,27 @@ def test_version_bump() -> None:
     assert bump_version("0.1.0") == "0.2.0"
     assert bump_version("1") == "1.1.0"
     assert bump_version("2.9.3") == "2.10.0"
+
+
+def pii_report(name: str, score: float, alone: float) -> EvalReport:
+    return EvalReport(
+        model=name, metric="span_f1", score=score, metrics={"score": score}, examples=2,
+        json_validity=1.0, check_pass=1.0, latency_ms_p50=1.0, latency_ms_p95=2.0,
+        model_only={"score": alone},
+    )  # fmt: skip
+
+
+def test_a_specialist_with_a_finish_step_reports_its_model_alone_too() -> None:
+    spec = find_specialist("pii", Settings())
+    assert spec.finish is not None
+    reports = {
+        "student": pii_report("student", 0.9, 0.7),
+        "base_zero_shot": pii_report("base_zero_shot", 0.3, 0.0),
+        "base_few_shot": pii_report("base_few_shot", 0.4, 0.1),
+    }
+    document = eval_document(spec, reports)
+    assert document["student"]["score"] == 0.9
+    assert document["student"]["model_only"] == {"score": 0.7}
+    assert document["student_vs_best_base"] == 2.25
+    table = eval_markdown(spec, reports)
+    assert "| span_f1, model before finish | 0.700 | 0.000 | 0.100 |" in table

@@ -66,6 +66,26 @@ async def test_a_query_naming_a_column_the_schema_lacks_is_retried(
     assert result.attempts == 2 and len(stub.requests) == 2
 
 
+async def test_a_pii_answer_is_finished_before_it_is_checked_and_handed_on(
+    redis: Redis, stub_settings: Settings
+) -> None:
+    # The model typed the email as a person and left it in its redacted text: the check
+    # alone would reject this; the finish step retypes the span and rebuilds the text.
+    text = "Mail Ann Lee at ann@x.io today"
+    model_output = {
+        "redacted_text": "Mail [PERSON] at ann@x.io today",
+        "spans": [{"text": "Ann Lee", "type": "PERSON"}, {"text": "ann@x.io", "type": "PERSON"}],
+    }
+    with openai_stub(replies(json.dumps(model_output)), free_port()) as stub:
+        settings = stub_settings.model_copy(update={"vllm_urls": [stub.url]})
+        result = await run_step(redis, settings, "pii", {"text": text})
+    assert result.valid and result.attempts == 1
+    assert result.output == {
+        "redacted_text": "Mail [PERSON] at [EMAIL] today",
+        "spans": [{"text": "Ann Lee", "type": "PERSON"}, {"text": "ann@x.io", "type": "EMAIL"}],
+    }
+
+
 async def test_output_that_stays_invalid_fails_the_step_after_bounded_retries(
     redis: Redis, stub_settings: Settings
 ) -> None:

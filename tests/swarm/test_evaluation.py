@@ -8,7 +8,7 @@ from typing import Any
 
 from swarm.calibration import calibrate
 from swarm.dataset import Example
-from swarm.evaluation import answer
+from swarm.evaluation import answer, evaluate, exact_match
 from swarm.modelclient import RETRY_TEMPERATURE, ModelClient
 from swarm.settings import Settings
 
@@ -79,3 +79,25 @@ async def test_calibration_escalates_answers_that_fail_the_check_at_any_threshol
     assert result.student_quality == 0.0
     assert result.chosen is not None and result.chosen.threshold == 0.0
     assert result.chosen.escalation_rate == 1.0 and result.chosen.quality == 1.0
+
+
+def upper(_input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
+    return {"word": str(output["word"]).upper()}
+
+
+async def test_a_finish_step_repairs_the_answer_before_the_check_and_is_reported_apart() -> None:
+    def no_lower(_input: dict[str, Any], output: dict[str, Any]) -> str | None:
+        return None if output["word"].isupper() else "lower case"
+
+    gold = Example(input={"text": "hi"}, output={"word": "GOOD"})
+    with openai_stub([reply("good")], free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url) as client:
+            [got] = await answer(client, "m", MANIFEST, [gold], check=no_lower, finish=upper)
+            report = await evaluate(
+                client, "m", MANIFEST, [gold], exact_match, metric="exact_match",
+                check=no_lower, finish=upper,
+            )  # fmt: skip
+    assert got.output == {"word": "GOOD"} and got.model_output == {"word": "good"}
+    assert len(stub.requests) == 2  # passed the check once finished: no retry
+    assert report.score == 1.0 and report.check_pass == 1.0
+    assert report.model_only is not None and report.model_only["score"] == 0.0

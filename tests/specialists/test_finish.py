@@ -1,0 +1,143 @@
+"""``pii``'s finish step: the recognisers, the repairs of the model's spans, the rebuilt text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from specialists.builtin import BUILTINS, piidata
+from specialists.builtin.pii import certain_type, finish_spans, recognise, retype
+
+IBAN = "GB82 WEST 1234 5698 7654 32"  # the ISO 13616 example: valid check digits
+CARD = "4111 1111 1111 1111"  # a Luhn-valid test number
+
+
+def finish(text: str, *spans: tuple[str, str]) -> dict[str, Any]:
+    output = {"redacted_text": "", "spans": [{"text": t, "type": k} for t, k in spans]}
+    return finish_spans({"text": text}, output)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("ann.lee+news@mail.example.co.uk", "EMAIL"),
+        ("10.0.0.1", "IP_ADDRESS"),
+        ("2001:db8::1", "IP_ADDRESS"),
+        (IBAN, "IBAN"),
+        ("DE89370400440532013000", "IBAN"),
+        (CARD, "CREDIT_CARD"),
+        ("443-55-5303", "SSN"),  # the US layout
+        ("666-55-5303", None),  # never issued
+        ("3782-822463-10005", "CREDIT_CARD"),  # Amex grouping
+        ("GB82 WEST 1234 5698 7654 33", None),  # check digits wrong
+        ("4111 1111 1111 1112", None),  # Luhn digit wrong
+        ("4111111111111111", None),  # bare digits: could be an SSN or a phone
+        ("999.1.1.1", None),
+        ("10:22:13", None),
+        ("Ann Lee", None),
+    ],
+)
+def test_only_a_form_that_proves_its_type_has_a_certain_type(value: str, kind: str | None) -> None:
+    assert certain_type(value) == kind
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "corrected"),
+    [
+        ("ann@x.io", "PERSON", "EMAIL"),  # proven
+        ("+31(0)32-2472991", "PERSON", "PHONE"),  # a "person" without a letter
+        ("05.12.1922", "PERSON", "DATE_OF_BIRTH"),
+        ("5", "PERSON", None),  # neither: no personal data at all
+        ("03 65 82 14 24", "IP_ADDRESS", "PHONE"),  # an "IP address" that is not one
+        ("30 O'Brazil Street N34 4XD3", "PHONE", "ADDRESS"),  # words and digits
+        ("+1-283-435-0295x18302", "PHONE", "PHONE"),  # an extension is no word
+        ("Ann Lee", "PERSON", "PERSON"),
+        ("12 High St", "ADDRESS", "ADDRESS"),
+        ("592-46-0804", "PHONE", "SSN"),
+    ],
+)
+def test_a_type_the_form_rules_out_is_corrected(
+    value: str, kind: str, corrected: str | None
+) -> None:
+    assert retype(value, kind) == corrected
+
+
+def test_recognise_finds_each_provable_value_in_order() -> None:
+    text = (
+        f"pls refund to {IBAN} BIC NWBKGB2L - Ann, mail ann@x.io. Card {CARD}, also "
+        "5500000000000004 and order 123456789012. From 10.0.0.1; at 10:22:13 via 2001:db8::1. "
+        "SSN 443-55-5303, phone 555-123-4567."
+    )
+    assert recognise(text) == [
+        {"text": IBAN, "type": "IBAN"},  # stops before the BIC, though that is capitalised too
+        {"text": "ann@x.io", "type": "EMAIL"},
+        {"text": CARD, "type": "CREDIT_CARD"},
+        {"text": "5500000000000004", "type": "CREDIT_CARD"},  # bare, but Luhn-valid
+        {"text": "10.0.0.1", "type": "IP_ADDRESS"},
+        {"text": "2001:db8::1", "type": "IP_ADDRESS"},
+        {"text": "443-55-5303", "type": "SSN"},
+    ]
+
+
+def test_a_mistyped_email_is_retyped_and_the_text_rebuilt_from_the_spans() -> None:
+    got = finish("Mail Ann Lee at ann@x.io today", ("Ann Lee", "PERSON"), ("ann@x.io", "PERSON"))
+    assert got == {
+        "redacted_text": "Mail [PERSON] at [EMAIL] today",
+        "spans": [{"text": "Ann Lee", "type": "PERSON"}, {"text": "ann@x.io", "type": "EMAIL"}],
+    }
+
+
+def test_miscopied_spans_are_repaired_or_dropped() -> None:
+    got = finish(
+        "Student Karen Zimmerman, karen.z@yahoo.com.au",
+        ("Karen.z@yahoo.com.au", "EMAIL"),  # other letter case: the input's casing
+        (" Karen Zimmerman,", "PERSON"),  # spaces and separators around it
+        ("Karin Zimmermann", "PERSON"),  # not in the input at all
+    )
+    assert got["spans"] == [
+        {"text": "karen.z@yahoo.com.au", "type": "EMAIL"},
+        {"text": "Karen Zimmerman", "type": "PERSON"},
+    ]
+    assert got["redacted_text"] == "Student [PERSON], [EMAIL]"
+
+
+def test_values_the_model_missed_are_added_once_per_occurrence() -> None:
+    text = f"Charged {CARD} twice: {CARD}. Ask a@b.io, not Lee."
+    got = finish(text, (CARD, "CREDIT_CARD"), ("Lee", "PERSON"))
+    assert got["spans"] == [
+        {"text": CARD, "type": "CREDIT_CARD"},
+        {"text": "Lee", "type": "PERSON"},
+        {"text": CARD, "type": "CREDIT_CARD"},
+        {"text": "a@b.io", "type": "EMAIL"},
+    ]
+    assert (
+        got["redacted_text"]
+        == "Charged [CREDIT_CARD] twice: [CREDIT_CARD]. Ask [EMAIL], not [PERSON]."
+    )
+
+
+def test_a_value_inside_a_longer_span_is_not_added_again() -> None:
+    text = "Ship to 12 High St, a@b.io desk, London"
+    got = finish(text, ("12 High St, a@b.io desk, London", "ADDRESS"))
+    assert got["spans"] == [{"text": "12 High St, a@b.io desk, London", "type": "ADDRESS"}]
+
+
+def test_a_value_is_listed_no_more_often_than_it_occurs() -> None:
+    got = finish("Ann called.", ("Ann", "PERSON"), ("Ann", "PERSON"))
+    assert got["spans"] == [{"text": "Ann", "type": "PERSON"}]
+
+
+def test_an_output_of_another_shape_is_left_to_the_schema_check() -> None:
+    odd = {"redacted_text": "x", "spans": [{"text": 1}]}
+    assert finish_spans({"text": "x"}, odd) is odd
+
+
+@pytest.mark.parametrize("heldout", [False, True])
+def test_finish_leaves_every_gold_answer_as_it_is(heldout: bool) -> None:
+    # The repairs must never turn a right answer into a wrong one.
+    finish_step = BUILTINS["pii"].finish
+    assert finish_step is not None
+    for example in piidata.generate(1500, seed=11, heldout=heldout):
+        assert example.output is not None
+        assert finish_step(example.input, example.output) == example.output, example
