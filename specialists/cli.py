@@ -127,6 +127,12 @@ def evaluate(
         True, "--few-shot/--zero-shot", help="With --base: include the manifest's examples."
     ),
     concurrency: int = typer.Option(16, "--concurrency"),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="With --adapter: also score the base model zero-shot and few-shot, and write "
+        "eval.json and eval.md into this folder as swarm distill packages them.",
+    ),
 ) -> None:
     """Score an adapter, or the base model, on a labelled JSONL; the last line is JSON."""
     import json
@@ -135,11 +141,13 @@ def evaluate(
     from specialists.manifest import MANIFEST_FILE, load_manifest
     from swarm.basemodel import served_base_name
     from swarm.dataset import read_examples
-    from swarm.distill import evaluate_models, model_server
+    from swarm.distill import eval_document, eval_markdown, evaluate_models, model_server
     from swarm.evaluation import markdown_table
 
     if (adapter is None) == (not base):
         raise ConfigurationError("give exactly one of --adapter PATH or --base")
+    if report is not None and adapter is None:
+        raise ConfigurationError("--report compares an adapter with the base: give --adapter")
     settings = get_settings()
     spec = find_specialist(specialist, settings)
     examples = read_examples(data)
@@ -154,8 +162,11 @@ def evaluate(
             if (adapter / MANIFEST_FILE).is_file()
             else spec.student_manifest()
         )
-        runs = {"adapter": ("swarm-eval-adapter", manifest)}
+        runs = {"student" if report else "adapter": ("swarm-eval-adapter", manifest)}
         adapters = {"swarm-eval-adapter": adapter}
+        if report is not None:
+            runs["base_zero_shot"] = (served_base_name(settings), spec.student_manifest())
+            runs["base_few_shot"] = (served_base_name(settings), spec.manifest)
     else:
         manifest = spec.manifest if few_shot else spec.student_manifest()
         runs = {"base": (served_base_name(settings), manifest)}
@@ -167,7 +178,13 @@ def evaluate(
             )
         )
     typer.echo(markdown_table(reports))
-    typer.echo(json.dumps({name: report.to_json() for name, report in reports.items()}))
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        document = json.dumps(eval_document(spec, reports), indent=2, ensure_ascii=False)
+        (report / "eval.json").write_text(document + "\n", encoding="utf-8")
+        (report / "eval.md").write_text(eval_markdown(spec, reports), encoding="utf-8")
+        typer.echo(f"wrote {report / 'eval.json'} and {report / 'eval.md'}")
+    typer.echo(json.dumps({name: r.to_json() for name, r in reports.items()}))
 
 
 def calibrate(

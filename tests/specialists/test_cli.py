@@ -51,6 +51,9 @@ def test_eval_needs_exactly_one_target_and_labelled_data(tmp_path: Path) -> None
     assert unlabelled.stderr == f"error: 1 examples in {data} have no 'output' to score\n"
     missing = swarm("eval", "pii", "--data", str(tmp_path / "none.jsonl"), "--base")
     assert missing.returncode == 1 and "error: cannot read" in missing.stderr
+    report = swarm("eval", "pii", "--data", str(data), "--base", "--report", str(tmp_path))
+    assert report.returncode == 1
+    assert report.stderr == "error: --report compares an adapter with the base: give --adapter\n"
 
 
 @pytest.mark.slow

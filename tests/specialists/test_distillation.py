@@ -83,6 +83,20 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
     # The registry would serve it.
     spec = validate_adapter_folder(out, settings)
     assert spec.has_weights
+    # A shipped adapter is re-scored, beside the base, into a report of the same shape.
+    rescored = tmp_path / "rescored"
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("swarm")), "eval", "sql", "--data",
+         str(tmp_path / "run" / "heldout.jsonl"), "--adapter", str(out), "--report", str(rescored)],
+        env={**os.environ, "SWARM_VLLM_URLS": settings.vllm_urls[0],
+             "SWARM_HOME": str(settings.home)},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads((rescored / "eval.json").read_text())
+    assert set(report) >= {"metric", "student", "base_zero_shot", "base_few_shot"}
+    assert report["student"]["examples"] == 4
+    assert "| execution_accuracy (score) |" in (rescored / "eval.md").read_text()
 
     # A re-run does nothing again; a new learning rate re-trains without relabelling.
     _, again = run(settings, "sql", tmp_path, teacher="reference", examples=24, test_examples=4)
