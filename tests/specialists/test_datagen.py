@@ -88,7 +88,7 @@ def test_sql_heldout_uses_other_tables_and_phrasing() -> None:
 
 
 def _literal_words(template: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", re.sub(r"\{[A-Z_]+\d?\}", " ", template.lower())))
+    return set(re.findall(r"[a-z]+", re.sub(r"\{[A-Z_]+\d?\}", " ", template).lower()))
 
 
 @pytest.mark.parametrize("module", [piidata, entitydata])
