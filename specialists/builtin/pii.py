@@ -150,6 +150,37 @@ def recognise(text: str) -> list[dict[str, str]]:
     return [{"text": value, "type": kind} for _start, value, kind in sorted(found)]
 
 
+PLACEHOLDER = re.compile(r"\[(" + "|".join(PII_TYPES) + r")\]")
+LONGEST_REDACTION = 120
+"""Characters one placeholder of the model's may stand for; a longer gap is a bad copy."""
+
+
+def model_redactions(text: str, redacted: str) -> list[tuple[str, str]]:
+    """What the model's own redacted text hides, as (value, type): the stretches of ``text``
+    its ``[TYPE]`` placeholders stand in for, where the rest of it copies ``text`` exactly
+    (else nothing)."""
+    parts = PLACEHOLDER.split(redacted)
+    literals, kinds = parts[0::2], parts[1::2]
+    if not kinds or not text.startswith(literals[0]) or not text.endswith(literals[-1]):
+        return []
+    hidden, position = [], len(literals[0])
+    for literal in literals[1:-1]:
+        if not literal:
+            return []  # two placeholders side by side: where one ends is unknowable
+        at = text.find(literal, position + 1)
+        if at < 0:
+            return []
+        hidden.append(text[position:at])
+        position = at + len(literal)
+    end = len(text) - len(literals[-1])
+    if end <= position:
+        return []
+    hidden.append(text[position:end])
+    if any(len(value) > LONGEST_REDACTION for value in hidden):
+        return []
+    return [(value, kind) for value, kind in zip(hidden, kinds, strict=True) if value.strip()]
+
+
 def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
     """The model's spans repaired and completed, and the redacted text rebuilt from them.
 
@@ -162,7 +193,8 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
       retyped (:func:`retype`). Provable values the model missed are added, and so are card
       numbers written as a bare run of 12-19 digits with a valid Luhn digit.
     - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
-      first, so every span found is redacted wherever it occurs.
+      first, so every span found is redacted wherever it occurs; what the model's own redacted
+      text hid stays hidden too (:func:`model_redactions`), even where its span was dropped.
     """
     text = str(input_.get("text", ""))
     spans = output.get("spans")
@@ -190,6 +222,8 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     types: dict[str, str] = {}
     for span in kept:
         types.setdefault(span["text"], span["type"])
+    for value, kind in model_redactions(text, str(output.get("redacted_text", ""))):
+        types.setdefault(value, kind)
     redacted = text
     for value in sorted(types, key=len, reverse=True):
         redacted = redacted.replace(value, f"[{types[value]}]")

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from specialists.builtin import BUILTINS, piidata
-from specialists.builtin.pii import certain_type, finish_spans, recognise, retype
+from specialists.builtin.pii import (
+    certain_type,
+    finish_spans,
+    model_redactions,
+    recognise,
+    retype,
+)
 
 IBAN = "GB82 WEST 1234 5698 7654 32"  # the ISO 13616 example: valid check digits
 CARD = "4111 1111 1111 1111"  # a Luhn-valid test number
@@ -100,6 +106,31 @@ def test_miscopied_spans_are_repaired_or_dropped() -> None:
         {"text": "Karen Zimmerman", "type": "PERSON"},
     ]
     assert got["redacted_text"] == "Student [PERSON], [EMAIL]"
+
+
+def test_what_the_models_redacted_text_hid_stays_hidden_though_its_span_was_dropped() -> None:
+    text = "Call Lauren Bud on 0612 today"
+    output = {
+        "redacted_text": "Call [PERSON] on 0612 today",
+        "spans": [{"text": "Laurent Budd", "type": "PERSON"}],  # miscopied: dropped
+    }
+    got = finish_spans({"text": text}, output)
+    assert got == {"redacted_text": "Call [PERSON] on 0612 today", "spans": []}
+
+
+@pytest.mark.parametrize(
+    ("redacted", "hidden"),
+    [
+        ("Mail [PERSON] at [EMAIL] today", [("Ann Lee", "PERSON"), ("ann@x.io", "EMAIL")]),
+        ("Mail [PERSON] at [EMAIL] tomorrow", []),  # the copy differs: nothing is known
+        ("Mail [PERSON][EMAIL] today", []),  # side by side: where one ends is unknowable
+        ("Mail Ann Lee at ann@x.io today", []),
+    ],
+)
+def test_the_models_redactions_are_read_off_an_exact_copy_only(
+    redacted: str, hidden: list[tuple[str, str]]
+) -> None:
+    assert model_redactions("Mail Ann Lee at ann@x.io today", redacted) == hidden
 
 
 def test_values_the_model_missed_are_added_once_per_occurrence() -> None:
