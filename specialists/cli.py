@@ -141,7 +141,7 @@ def evaluate(
     from specialists.manifest import MANIFEST_FILE, load_manifest
     from swarm.basemodel import served_base_name
     from swarm.dataset import read_examples
-    from swarm.distill import eval_document, eval_markdown, evaluate_models, model_server
+    from swarm.distill import evaluate_models, model_server, write_eval_report
     from swarm.evaluation import markdown_table
 
     if (adapter is None) == (not base):
@@ -180,9 +180,7 @@ def evaluate(
     typer.echo(markdown_table(reports))
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)
-        document = json.dumps(eval_document(spec, reports), indent=2, ensure_ascii=False)
-        (report / "eval.json").write_text(document + "\n", encoding="utf-8")
-        (report / "eval.md").write_text(eval_markdown(spec, reports), encoding="utf-8")
+        write_eval_report(report, spec, reports)
         typer.echo(f"wrote {report / 'eval.json'} and {report / 'eval.md'}")
     typer.echo(json.dumps({name: r.to_json() for name, r in reports.items()}))
 

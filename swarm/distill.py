@@ -317,9 +317,7 @@ class Pipeline:
             test = self._test_set()
             with model_server(self.settings, self.say) as url:
                 reports = asyncio.run(self._eval_all(url, test, f"distill-{key[:12]}"))
-            evaluation = eval_document(self.specialist, reports)
-            _write_json(self.run_dir / "eval.json", evaluation)
-            (self.run_dir / "eval.md").write_text(eval_markdown(self.specialist, reports))
+            evaluation = write_eval_report(self.run_dir, self.specialist, reports)
             self.say("evaluate:\n" + markdown_table(reports))
         return key, evaluation
 
@@ -476,6 +474,16 @@ def eval_document(specialist: Specialist, reports: dict[str, EvalReport]) -> dic
         document["student_vs_best_base"] = (
             round(reports["student"].score / base, 2) if base else None
         )
+    return document
+
+
+def write_eval_report(
+    folder: Path, specialist: Specialist, reports: dict[str, EvalReport]
+) -> dict[str, Any]:
+    """Write ``eval.json`` and ``eval.md`` into ``folder``; returns the ``eval.json`` document."""
+    document = eval_document(specialist, reports)
+    _write_json(folder / "eval.json", document)
+    (folder / "eval.md").write_text(eval_markdown(specialist, reports), encoding="utf-8")
     return document
 
 

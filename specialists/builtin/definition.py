@@ -14,8 +14,6 @@ TEXT_INPUT: dict[str, Any] = {
 }
 """The input of a specialist that reads one text."""
 
-__all__ = ["TEXT_INPUT", "Check", "Definition", "Finish"]
-
 
 @dataclass(frozen=True)
 class Definition:

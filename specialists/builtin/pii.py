@@ -126,8 +126,6 @@ def retype(value: str, kind: str) -> str | None:
 def recognise(text: str) -> list[dict[str, str]]:
     """The values in ``text`` that :func:`certain_type` can prove, in order of appearance."""
     found: list[tuple[int, str, str]] = []
-    for match in EMAIL.finditer(text):
-        found.append((match.start(), match.group(), "EMAIL"))
     for match in IBAN_CANDIDATE.finditer(text):
         candidate = match.group()
         # A greedy match can run into the next capitalised token; the longest valid prefix
@@ -141,11 +139,12 @@ def recognise(text: str) -> list[dict[str, str]]:
             ):
                 found.append((match.start(), prefix, "IBAN"))
                 break
-    for pattern, kind, proof in ((CARD, "CREDIT_CARD", is_card), (IPV4, "IP_ADDRESS", is_ip),
-                                 (IPV6_CANDIDATE, "IP_ADDRESS", is_ip),
-                                 (SSN_US, "SSN", lambda _value: True)):  # fmt: skip
+    proofs = ((EMAIL, "EMAIL", None), (CARD, "CREDIT_CARD", is_card),
+              (IPV4, "IP_ADDRESS", is_ip), (IPV6_CANDIDATE, "IP_ADDRESS", is_ip),
+              (SSN_US, "SSN", None))  # fmt: skip
+    for pattern, kind, proof in proofs:  # no proof: the pattern's match is proof enough
         for match in pattern.finditer(text):
-            if proof(match.group()):
+            if proof is None or proof(match.group()):
                 found.append((match.start(), match.group(), kind))
     return [{"text": value, "type": kind} for _start, value, kind in sorted(found)]
 
@@ -185,9 +184,9 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     """The model's spans repaired and completed, and the redacted text rebuilt from them.
 
     - A span's text is trimmed of spaces and separators; one that is in the input only in
-      other letter case takes the input's casing; one that is not in the
-      input at all is dropped, as it can be neither redacted nor shown. A value is listed as
-      often as the model lists it, up to the times it occurs in the input.
+      other letter case takes the input's casing; one that is not in the input at all is
+      dropped, as it can be neither redacted nor shown. A value is listed as often as the
+      model lists it, up to the times it occurs in the input.
     - A value whose form proves its type (email, IP address, checksummed IBAN, grouped card
       number, US-layout SSN) gets that type, and one whose form rules out the model's type is
       retyped (:func:`retype`). Provable values the model missed are added, and so are card
