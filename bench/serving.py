@@ -5,7 +5,12 @@ same run. Reports completion tokens/s and p50/p99 request latency for each phase
 server's memory (RSS of the vLLM process tree) with the base alone and with 3 adapters loaded,
 against 3 merged models (3 servers of the base's size).
 
+On a CPU, the same two phases run again on a second server with vLLM's own LoRA ops instead of
+swarm's grouped ones (``SWARM_GROUPED_CPU_LORA``, see ``swarm/cpulora.py``): the baseline for
+what the grouped ops gain.
+
 Usage: python bench/serving.py [--requests 24] [--concurrency 4] [--max-tokens 32]
+                               [--prompt-words 0]
 Needs the default model (`swarm model prepare`) and vllm; takes a few minutes on 2 cores.
 The last line printed is one JSON object with the figures.
 """
@@ -27,7 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from swarm.basemodel import prepare_default_model, served_base_name
-from swarm.modelserver import ModelServer
+from swarm.modelserver import ModelServer, detect_device
 from swarm.settings import Settings
 
 from adapterfactory import make_lora
@@ -62,8 +67,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def phase(
-    url: str, models: list[str], requests: int, concurrency: int, max_tokens: int
-) -> dict[str, Any]:
+    url: str, models: list[str], requests: int, concurrency: int, max_tokens: int,
+    prompt: str = PROMPT,
+) -> dict[str, Any]:  # fmt: skip
     semaphore = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     tokens = 0
@@ -72,7 +78,7 @@ async def phase(
         nonlocal tokens
         body = {
             "model": models[i % len(models)],
-            "messages": [{"role": "user", "content": PROMPT}],
+            "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "ignore_eos": True,
@@ -97,11 +103,45 @@ async def phase(
     }
 
 
+async def measure(settings: Settings, adapters: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One server: the base alone, then the 3-adapter mix, and its memory after each."""
+    base = served_base_name(settings)
+    print(f"starting vLLM on port {settings.vllm_port} (grouped CPU LoRA: "
+          f"{settings.grouped_cpu_lora})")  # fmt: skip
+    with ModelServer(settings) as server:
+        assert server.process is not None
+        padding = " ".join(["weather"] * args.prompt_words)
+        prompt = f"{PROMPT} Context: {padding}" if padding else PROMPT
+        run = (args.requests, args.concurrency, args.max_tokens, prompt)
+        await phase(server.url, [base], 4, args.concurrency, 8)  # warm-up
+        rss_base = tree_rss_bytes(server.process.pid)
+        base_only = await phase(server.url, [base], *run)
+        print(f"base only: {base_only}")
+        async with httpx.AsyncClient(timeout=120) as client:
+            for name in ADAPTERS:
+                response = await client.post(
+                    f"{server.url}/v1/load_lora_adapter",
+                    json={"lora_name": name, "lora_path": str(adapters / name)},
+                )
+                response.raise_for_status()
+        await phase(server.url, list(ADAPTERS), 3, args.concurrency, 8)  # warm-up
+        mixed = await phase(server.url, list(ADAPTERS), *run)
+        print(f"3-adapter mix: {mixed}")
+        rss_mixed = tree_rss_bytes(server.process.pid)
+    return {"base_only": base_only, "mixed": mixed, "rss_base": rss_base, "rss_mixed": rss_mixed}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument(
+        "--prompt-words",
+        type=int,
+        default=0,
+        help="Pad the prompt with this many words, for a prefill-heavy load.",
+    )
     parser.add_argument("--port", type=int, default=8391)
     args = parser.parse_args()
 
@@ -116,57 +156,61 @@ async def main() -> None:
             max_lora_rank=16,
             vllm_startup_timeout_s=600,
         )
-        base = served_base_name(settings)
         for seed, name in enumerate(ADAPTERS):
-            make_lora(adapters / name, str(model_dir), base_name=base, rank=8, seed=seed)
+            make_lora(
+                adapters / name, str(model_dir), base_name=served_base_name(settings), rank=8,
+                seed=seed,
+            )  # fmt: skip
         weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
         adapter_bytes = sum(
             (adapters / name / "adapter_model.safetensors").stat().st_size for name in ADAPTERS
         )
-        print(f"starting vLLM on port {args.port}")
-        with ModelServer(settings) as server:
-            assert server.process is not None
-            run = (args.requests, args.concurrency, args.max_tokens)
-            await phase(server.url, [base], 4, args.concurrency, 8)  # warm-up
-            rss_base = tree_rss_bytes(server.process.pid)
-            base_only = await phase(server.url, [base], *run)
-            print(f"base only: {base_only}")
-            async with httpx.AsyncClient(timeout=120) as client:
-                for name in ADAPTERS:
-                    response = await client.post(
-                        f"{server.url}/v1/load_lora_adapter",
-                        json={"lora_name": name, "lora_path": str(adapters / name)},
-                    )
-                    response.raise_for_status()
-            await phase(server.url, list(ADAPTERS), 3, args.concurrency, 8)  # warm-up
-            mixed = await phase(server.url, list(ADAPTERS), *run)
-            print(f"3-adapter mix: {mixed}")
-            rss_mixed = tree_rss_bytes(server.process.pid)
+        served = await measure(settings, adapters, args)
+        # The baseline for the grouped ops: vLLM's own LoRA ops, on a server of its own.
+        vllm_ops = None
+        if detect_device(settings) == "cpu" and settings.grouped_cpu_lora:
+            plain = settings.model_copy(update={"grouped_cpu_lora": False})
+            vllm_ops = await measure(plain, adapters, args)
 
+    base_only, mixed = served["base_only"], served["mixed"]
+    rss_base, rss_mixed = served["rss_base"], served["rss_mixed"]
     ratio = mixed["tokens_per_s"] / base_only["tokens_per_s"]
     memory_ratio = rss_mixed / rss_base
-    figures = {
+    figures: dict[str, Any] = {
         "bench": "serving",
+        "device": detect_device(settings),
+        "grouped_cpu_lora": settings.grouped_cpu_lora and detect_device(settings) == "cpu",
         "concurrency": args.concurrency,
         "max_tokens": args.max_tokens,
+        "prompt_words": args.prompt_words,
         "base_only": base_only,
         "mixed_3_adapters": mixed,
         "throughput_ratio_mixed_to_base": round(ratio, 3),
-        "memory": {
-            "base_weights_bytes": weights,
-            "three_adapters_bytes": adapter_bytes,
-            "server_rss_base_bytes": rss_base,
-            "server_rss_base_plus_3_adapters_bytes": rss_mixed,
-            "ratio_3_specialists_to_base": round(memory_ratio, 3),
-            "three_merged_models_rss_estimate_bytes": 3 * rss_base,
-            "ratio_3_merged_to_base": 3.0,
-            "weights_base_plus_3_adapters_bytes": weights + adapter_bytes,
-            "weights_3_merged_models_bytes": 3 * weights,
-            "weights_ratio_3_specialists_to_base": round((weights + adapter_bytes) / weights, 3),
-        },
-        "target_throughput_ratio_ge_0_85": ratio >= 0.85,
-        "target_memory_ratio_le_1_1": memory_ratio <= 1.1,
     }
+    if vllm_ops is not None:
+        plain_ratio = vllm_ops["mixed"]["tokens_per_s"] / vllm_ops["base_only"]["tokens_per_s"]
+        figures["vllm_lora_ops"] = {
+            "base_only": vllm_ops["base_only"],
+            "mixed_3_adapters": vllm_ops["mixed"],
+            "throughput_ratio_mixed_to_base": round(plain_ratio, 3),
+        }
+        figures["mixed_speedup_grouped_over_vllm_ops"] = round(
+            mixed["tokens_per_s"] / vllm_ops["mixed"]["tokens_per_s"], 2
+        )
+    figures["memory"] = {
+        "base_weights_bytes": weights,
+        "three_adapters_bytes": adapter_bytes,
+        "server_rss_base_bytes": rss_base,
+        "server_rss_base_plus_3_adapters_bytes": rss_mixed,
+        "ratio_3_specialists_to_base": round(memory_ratio, 3),
+        "three_merged_models_rss_estimate_bytes": 3 * rss_base,
+        "ratio_3_merged_to_base": 3.0,
+        "weights_base_plus_3_adapters_bytes": weights + adapter_bytes,
+        "weights_3_merged_models_bytes": 3 * weights,
+        "weights_ratio_3_specialists_to_base": round((weights + adapter_bytes) / weights, 3),
+    }
+    figures["target_throughput_ratio_ge_0_85"] = ratio >= 0.85
+    figures["target_memory_ratio_le_1_1"] = memory_ratio <= 1.1
     print(json.dumps(figures))
 
 

@@ -33,6 +33,8 @@ from swarm.settings import Settings
 LOG_TAIL_LINES = 20
 RESOLVER_PLUGIN = "lora_filesystem_resolver"
 """vLLM's entry point that serves ``model=<name>`` from ``$VLLM_LORA_RESOLVER_CACHE_DIR/<name>``."""
+GROUPED_LORA_PLUGIN = "swarm_grouped_cpu_lora"
+"""Ours (:mod:`swarm.cpulora`): LoRA on CPU as one matmul per adapter."""
 CPU_KVCACHE_GIB = "1"
 """vLLM on CPU reserves this much RAM for the KV cache (it defaults to 4 GiB or more)."""
 
@@ -107,13 +109,16 @@ def server_command(settings: Settings, model: str) -> list[str]:
 
 
 def server_environment(settings: Settings) -> dict[str, str]:
-    """Environment for vLLM: runtime LoRA updates and the filesystem resolver on the adapters."""
+    """Environment for vLLM: runtime LoRA updates, the filesystem resolver on the adapters, and
+    (unless turned off) the grouped CPU LoRA ops."""
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     # VLLM_PLUGINS is an allow-list: keep the plugins a user already named, add the resolver.
     plugins = [p for p in env.get("VLLM_PLUGINS", "").split(",") if p]
-    if RESOLVER_PLUGIN not in plugins:
-        plugins.append(RESOLVER_PLUGIN)
+    wanted = [RESOLVER_PLUGIN] + ([GROUPED_LORA_PLUGIN] if settings.grouped_cpu_lora else [])
+    plugins += [p for p in wanted if p not in plugins]
+    if not settings.grouped_cpu_lora and GROUPED_LORA_PLUGIN in plugins:
+        plugins.remove(GROUPED_LORA_PLUGIN)
     env["VLLM_PLUGINS"] = ",".join(plugins)
     env["VLLM_LORA_RESOLVER_CACHE_DIR"] = str(settings.adapters_dir.resolve())
     if detect_device(settings) == "cpu":

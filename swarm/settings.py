@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     max_lora_rank: int = Field(64, description="vLLM --max-lora-rank: largest accepted rank.")
     max_cpu_loras: int = Field(16, description="vLLM --max-cpu-loras: adapters cached in RAM.")
     max_model_len: int = Field(2048, description="vLLM --max-model-len.")
+    grouped_cpu_lora: bool = Field(
+        True,
+        description="On CPU, apply LoRA with one matmul per adapter (swarm.cpulora) instead of "
+        "vLLM's per-token weight copies.",
+    )
 
     # Model client
     model_timeout_s: float = Field(120.0, description="Timeout of one model call.")

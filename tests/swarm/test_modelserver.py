@@ -46,14 +46,22 @@ def test_command_line_carries_every_lora_setting(tmp_path: Path) -> None:
         assert part in joined
     env = server_environment(settings)
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
-    assert env["VLLM_PLUGINS"] == "lora_filesystem_resolver"
+    assert env["VLLM_PLUGINS"] == "lora_filesystem_resolver,swarm_grouped_cpu_lora"
     assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path.resolve())
 
 
 def test_plugins_a_user_named_are_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VLLM_PLUGINS", "my_plugin")
     env = server_environment(Settings(adapters_dir=tmp_path, vllm_device="cpu"))
-    assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver"
+    assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver,swarm_grouped_cpu_lora"
+
+
+def test_the_grouped_cpu_lora_ops_can_be_turned_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VLLM_PLUGINS", "swarm_grouped_cpu_lora")
+    settings = Settings(adapters_dir=tmp_path, vllm_device="cpu", grouped_cpu_lora=False)
+    assert server_environment(settings)["VLLM_PLUGINS"] == "lora_filesystem_resolver"
 
 
 def test_likely_causes() -> None:
