@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from swarm.evaluation import Check, Finish
 
@@ -13,6 +13,16 @@ TEXT_INPUT: dict[str, Any] = {
     "required": ["text"],
 }
 """The input of a specialist that reads one text."""
+
+
+def quoted_items(items: Any) -> TypeGuard[list[dict[str, Any]]]:
+    """Whether ``items`` is a list of ``{"text": str, "type": str, ...}``, the shape of pii's
+    spans and of entities: what their finish steps repair. Anything else is left to the schema
+    check, which says what is wrong with it."""
+    return isinstance(items, list) and all(
+        isinstance(i, dict) and isinstance(i.get("text"), str) and isinstance(i.get("type"), str)
+        for i in items
+    )
 
 
 @dataclass(frozen=True)

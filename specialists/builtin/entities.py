@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specialists.builtin.definition import TEXT_INPUT, Definition
+from specialists.builtin.definition import TEXT_INPUT, Definition, quoted_items
 
 ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "DATE", "PRODUCT", "EVENT", "MONEY")
 
@@ -116,10 +116,7 @@ def finish_entities(input_: dict[str, Any], output: dict[str, Any]) -> dict[str,
     """
     text = str(input_.get("text", ""))
     entities = output.get("entities")
-    if not isinstance(entities, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("text"), str) and isinstance(e.get("type"), str)
-        for e in entities
-    ):
+    if not quoted_items(entities):
         return output
     cased = any(c.isupper() for c in text)
     kept: list[dict[str, str]] = []

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from specialists.builtin.definition import TEXT_INPUT, Definition
+from specialists.builtin.definition import TEXT_INPUT, Definition, quoted_items
 
 PII_TYPES = (
     "PERSON",
@@ -197,10 +197,7 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     """
     text = str(input_.get("text", ""))
     spans = output.get("spans")
-    if not isinstance(spans, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("text"), str) and isinstance(s.get("type"), str)
-        for s in spans
-    ):
+    if not quoted_items(spans):
         return output
     kept: list[dict[str, str]] = []
     for span in spans:
