@@ -110,18 +110,21 @@ def server_command(settings: Settings, model: str) -> list[str]:
 
 def server_environment(settings: Settings) -> dict[str, str]:
     """Environment for vLLM: runtime LoRA updates, the filesystem resolver on the adapters, and
-    (unless turned off) the grouped CPU LoRA ops."""
+    on a CPU (unless turned off) the grouped LoRA ops."""
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     # VLLM_PLUGINS is an allow-list: keep the plugins a user already named, add the resolver.
     plugins = [p for p in env.get("VLLM_PLUGINS", "").split(",") if p]
-    wanted = [RESOLVER_PLUGIN] + ([GROUPED_LORA_PLUGIN] if settings.grouped_cpu_lora else [])
+    cpu = detect_device(settings) == "cpu"
+    # The grouped ops change nothing on a GPU, and vLLM's own image does not have them.
+    grouped = cpu and settings.grouped_cpu_lora
+    wanted = [RESOLVER_PLUGIN] + ([GROUPED_LORA_PLUGIN] if grouped else [])
     plugins += [p for p in wanted if p not in plugins]
-    if not settings.grouped_cpu_lora and GROUPED_LORA_PLUGIN in plugins:
+    if not grouped and GROUPED_LORA_PLUGIN in plugins:
         plugins.remove(GROUPED_LORA_PLUGIN)
     env["VLLM_PLUGINS"] = ",".join(plugins)
     env["VLLM_LORA_RESOLVER_CACHE_DIR"] = str(settings.adapters_dir.resolve())
-    if detect_device(settings) == "cpu":
+    if cpu:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KVCACHE_GIB)
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env

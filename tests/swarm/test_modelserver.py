@@ -62,6 +62,9 @@ def test_the_grouped_cpu_lora_ops_can_be_turned_off(
     monkeypatch.setenv("VLLM_PLUGINS", "swarm_grouped_cpu_lora")
     settings = Settings(adapters_dir=tmp_path, vllm_device="cpu", grouped_cpu_lora=False)
     assert server_environment(settings)["VLLM_PLUGINS"] == "lora_filesystem_resolver"
+    # On a GPU vLLM's fused kernels serve LoRA; the plugin is not asked for.
+    gpu = Settings(adapters_dir=tmp_path, vllm_device="gpu")
+    assert server_environment(gpu)["VLLM_PLUGINS"] == "lora_filesystem_resolver"
 
 
 def test_likely_causes() -> None:
