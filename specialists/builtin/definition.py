@@ -25,6 +25,15 @@ def quoted_items(items: Any) -> TypeGuard[list[dict[str, Any]]]:
     )
 
 
+def as_written(text: str, value: str) -> str:
+    """``value`` as ``text`` writes it: itself if it occurs there, else the stretch of ``text``
+    that differs from it only in letter case, else ""."""
+    if value in text:
+        return value
+    at = text.lower().find(value.lower())
+    return text[at : at + len(value)] if at >= 0 else ""
+
+
 @dataclass(frozen=True)
 class Definition:
     name: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specialists.builtin.definition import TEXT_INPUT, Definition, quoted_items
+from specialists.builtin.definition import TEXT_INPUT, Definition, as_written, quoted_items
 
 ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "DATE", "PRODUCT", "EVENT", "MONEY")
 
@@ -94,10 +94,7 @@ def _anchor(text: str, value: str) -> str:
     value = value.strip(" \t\n,;:")
     if value.endswith(".."):
         value = value[:-1]
-    if value not in text:
-        at = text.lower().find(value.lower())
-        value = text[at : at + len(value)] if at >= 0 else ""
-    return value
+    return as_written(text, value)
 
 
 def _occurrences(text: str, value: str) -> list[tuple[int, int]]:

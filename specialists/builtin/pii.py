@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from specialists.builtin.definition import TEXT_INPUT, Definition, quoted_items
+from specialists.builtin.definition import TEXT_INPUT, Definition, as_written, quoted_items
 
 PII_TYPES = (
     "PERSON",
@@ -202,9 +202,7 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     kept: list[dict[str, str]] = []
     for span in spans:
         value = span["text"].strip(" \t\n,;")
-        if value and value not in text:
-            at = text.lower().find(value.lower())
-            value = text[at : at + len(value)] if at >= 0 else ""
+        value = as_written(text, value)
         kind = retype(value, span["type"]) if value else None
         if kind is not None and sum(s["text"] == value for s in kept) < text.count(value):
             kept.append({"text": value, "type": kind})
