@@ -168,7 +168,9 @@ async def main() -> None:
         served = await measure(settings, adapters, args)
         # The baseline for the grouped ops: vLLM's own LoRA ops, on a server of its own.
         vllm_ops = None
-        if detect_device(settings) == "cpu" and settings.grouped_cpu_lora:
+        device = detect_device(settings)
+        grouped = device == "cpu" and settings.grouped_cpu_lora
+        if grouped:
             plain = settings.model_copy(update={"grouped_cpu_lora": False})
             vllm_ops = await measure(plain, adapters, args)
 
@@ -178,8 +180,8 @@ async def main() -> None:
     memory_ratio = rss_mixed / rss_base
     figures: dict[str, Any] = {
         "bench": "serving",
-        "device": detect_device(settings),
-        "grouped_cpu_lora": settings.grouped_cpu_lora and detect_device(settings) == "cpu",
+        "device": device,
+        "grouped_cpu_lora": grouped,
         "concurrency": args.concurrency,
         "max_tokens": args.max_tokens,
         "prompt_words": args.prompt_words,
