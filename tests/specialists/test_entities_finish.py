@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from specialists.builtin import BUILTINS, entitydata
-from specialists.builtin.entities import DATE, MONEY, finish_entities, recognise, retype
+from specialists.builtin.entities import (
+    DATE,
+    MONEY,
+    finish_entities,
+    places_after_in,
+    recognise,
+    retype,
+)
 
 
 def finish(text: str, *entities: tuple[str, str]) -> list[tuple[str, str]]:
@@ -101,6 +108,58 @@ def test_what_the_model_missed_is_added_unless_it_overlaps_an_entity() -> None:
         ("Expo May 3 Hall", "LOCATION"),
         ("$98", "MONEY"),
         ("3 May 2024", "DATE"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "places"),
+    [
+        ("Obituary: Marie Miller died on Tuesday in Reunion.", ["Reunion"]),
+        (
+            "BREAKING: Vidal to cut 500 jobs in Sainte Guy, CEO Patricia Jacquot says",
+            ["Sainte Guy"],
+        ),
+        ("Our offices in Timor-Leste and in Paris's suburbs are open.", ["Timor-Leste", "Paris"]),
+        (
+            "Born in L'Aquila, she works in Santa Domenica Ricadi now.",
+            ["L'Aquila", "Santa Domenica Ricadi"],
+        ),
+        # Capitalised, but no place: a calendar word, an article, a language, no letter first.
+        ("Sales rose in March and in Q3, with reports in English.", []),
+        ("It was reviewed in The Times and filed in 2024.", []),
+        ("In Berlin, rents are rising again this year.", []),  # "In" opens a sentence
+        # Title case capitalises words that are no names.
+        ("Flooding in Lagos Forces Organisers to Delay Festival", []),
+        ("ok so we met in lisbon", []),
+    ],
+)
+def test_a_capitalised_name_after_in_is_a_place(text: str, places: list[str]) -> None:
+    assert [text[a:b] for a, b in places_after_in(text)] == places
+
+
+def test_a_place_after_in_is_added_unless_an_entity_covers_it() -> None:
+    text = "BREAKING: Acme to cut 500 jobs in Sainte Guy, and more in New York Times Square."
+    got = finish(text, ("Acme", "ORGANIZATION"), ("New York", "LOCATION"))
+    assert got == [("Acme", "ORGANIZATION"), ("New York", "LOCATION"), ("Sainte Guy", "LOCATION")]
+    assert finish("ok so we met in lisbon", ("lisbon", "LOCATION")) == [("lisbon", "LOCATION")]
+
+
+def test_a_date_or_amount_cut_short_is_widened_to_the_whole_one() -> None:
+    text = "He died on April 03, 2025 in Rome; the estate paid $98 million by 16 Dec."
+    got = finish(text, ("April 03", "DATE"), ("$98", "MONEY"), ("16 Dec", "DATE"))
+    assert got == [
+        ("April 03, 2025", "DATE"),
+        ("$98 million", "MONEY"),
+        ("16 Dec", "DATE"),  # the stop is the sentence's
+        ("Rome", "LOCATION"),
+    ]
+
+
+def test_a_product_is_named_without_its_article() -> None:
+    text = "ok so Ann said the Pixel 9 is delayed again"
+    assert finish(text, ("the Pixel 9", "PRODUCT"), ("Ann", "PERSON")) == [
+        ("Pixel 9", "PRODUCT"),
+        ("Ann", "PERSON"),
     ]
 
 
