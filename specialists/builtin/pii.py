@@ -48,6 +48,24 @@ DATE_LIKE = re.compile(
     r"|\d{1,2}\.? [A-Za-z]{3,9}\.? \d{4}"  # 5 Dec 1922
     r"|[A-Za-z]{3,9}\.? \d{1,2},? \d{4}"  # December 5, 1922
 )
+EXTENSION = r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?"
+PHONE_INTERNATIONAL = re.compile(rf"(?<![\w+])\+\d{{1,3}}(?:[ ./-]?\(?\d+\)?)+{EXTENSION}(?!\w)")
+PHONE_NORTH_AMERICAN = re.compile(
+    r"(?<![\w+.-])(?:(?:1|001)[-. ])?(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}"
+    rf"{EXTENSION}(?![\w-])"
+)
+"""Phone layouts no other value is written in: a country code after "+", or 3-3-4 digits."""
+LABEL = re.compile(r"[\W_]*(?:tel|ph|phone|mob|mobile|cell|fax|call|e-?mail|mail|ip|iban)?[\W_]*",
+                   re.IGNORECASE)  # fmt: skip
+"""What may stand beside a proven value in one span of the model's ("tel. +33 6 36 08 62 72")."""
+ROLE = re.compile(
+    r"(?:tenant|landlord|patient|student|pupil|customer|client|caller|guest|visitor|applicant"
+    r"|candidate|employee|host|guardian|owner|buyer|seller|sender|recipient|user|member)\s+(?=\S)",
+    re.IGNORECASE,
+)
+"""A role written before a name ("Tenant Ian Pison"), which is no part of it."""
+SPEAKER = re.compile(r"(?:I|we|he|she|they)\b[^\d\n]*?\b(?:to|at|in)\s+(?=\S)")
+"""A clause the model took into an address ("I moved to Jiplaan 79, ...")."""
 IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 
@@ -79,14 +97,27 @@ def is_ip(value: str) -> bool:
     return True
 
 
+def is_phone(value: str) -> bool:
+    """A phone number written with its country code ("+39 368 5525153", "+31(0)65 9895558") or
+    in the North American 3-3-4 layout ("340-793-6703", "(620) 230-7597"): 8-15 digits."""
+    if not (PHONE_INTERNATIONAL.fullmatch(value) or PHONE_NORTH_AMERICAN.fullmatch(value)):
+        return False
+    return value.count(")") <= value.count("(") and 8 <= _digits(value) <= 15
+
+
+def _digits(value: str) -> int:
+    """The digits of a phone number, its extension left out."""
+    return sum(c.isdigit() for c in re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0])
+
+
 def _phone_like(value: str) -> bool:
-    main = re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0]
-    return PHONE_LIKE.fullmatch(value) is not None and 7 <= sum(c.isdigit() for c in main) <= 15
+    return PHONE_LIKE.fullmatch(value) is not None and 7 <= _digits(value) <= 15
 
 
 def certain_type(value: str) -> str | None:
     """The type of a value whose form alone proves it: email, IP, checksummed IBAN, US-layout
-    SSN, or card number grouped in fours (or 4-6-5) with a valid Luhn digit."""
+    SSN, card number grouped in fours (or 4-6-5) with a valid Luhn digit, or phone number with
+    its country code or in the North American layout (:func:`is_phone`)."""
     if EMAIL.fullmatch(value):
         return "EMAIL"
     if is_ip(value):
@@ -97,6 +128,8 @@ def certain_type(value: str) -> str | None:
         return "SSN"  # the US layout, 3-2-4 digits: no phone is written so
     if is_card(value) and not value.isdigit():
         return "CREDIT_CARD"  # grouped; a bare digit run may as well be an SSN or a phone
+    if is_phone(value):
+        return "PHONE"
     return None
 
 
@@ -105,8 +138,8 @@ def retype(value: str, kind: str) -> str | None:
 
     A proven form wins (:func:`certain_type`). An "email" or "IP address" that is not one, or a
     "person" or "address" without a letter, is a date of birth or a phone number if it looks
-    like one; a "person" that looks like neither is no PII at all (None). A "phone number" of
-    words and digits is an address.
+    like one; a "person" that looks like neither is no PII at all (None), and neither is an "IP
+    address" without a dot or a colon. A "phone number" of words and digits is an address.
     """
     proven = certain_type(value)
     if proven is not None:
@@ -117,7 +150,9 @@ def retype(value: str, kind: str) -> str | None:
             return "DATE_OF_BIRTH"
         if _phone_like(value):
             return "PHONE"
-        return None if kind == "PERSON" else kind
+        if kind == "PERSON" or (kind == "IP_ADDRESS" and not any(c in value for c in ".:")):
+            return None
+        return kind
     if kind == "PHONE" and letters and not _phone_like(value) and any(c.isdigit() for c in value):
         return "ADDRESS"
     return kind
@@ -141,11 +176,22 @@ def recognise(text: str) -> list[dict[str, str]]:
                 break
     proofs = ((EMAIL, "EMAIL", None), (CARD, "CREDIT_CARD", is_card),
               (IPV4, "IP_ADDRESS", is_ip), (IPV6_CANDIDATE, "IP_ADDRESS", is_ip),
-              (SSN_US, "SSN", None))  # fmt: skip
+              (SSN_US, "SSN", None), (PHONE_INTERNATIONAL, "PHONE", is_phone),
+              (PHONE_NORTH_AMERICAN, "PHONE", is_phone))  # fmt: skip
     for pattern, kind, proof in proofs:  # no proof: the pattern's match is proof enough
         for match in pattern.finditer(text):
-            if proof is None or proof(match.group()):
-                found.append((match.start(), match.group(), kind))
+            value = match.group()
+            if value.endswith(")") and value.count(")") > value.count("("):
+                value = value[:-1]  # "(+49 159 04584744)": the bracket is the sentence's
+            if proof is None or proof(value):
+                found.append((match.start(), value, kind))
+    # A phone number has a match for each layout it fits ("+1 (620) 230-7597", "(620) 230-7597").
+    spans = [(start, start + len(value)) for start, value, _kind in found]
+    found = [
+        match
+        for match, (start, end) in zip(found, spans, strict=True)
+        if not any((a, b) != (start, end) and a <= start and end <= b for a, b in spans)
+    ]
     return [{"text": value, "type": kind} for _start, value, kind in sorted(found)]
 
 
@@ -180,17 +226,34 @@ def model_redactions(text: str, redacted: str) -> list[tuple[str, str]]:
     return [(value, kind) for value, kind in zip(hidden, kinds, strict=True) if value.strip()]
 
 
+def _cut_or_labelled(kept: list[dict[str, str]], found: dict[str, str]) -> dict[str, str] | None:
+    """The model's span that is ``found`` cut short ("39 3685525153" of "+39 3685525153", same
+    type) or ``found`` with a label ("tel. +33 6 36 08 62 72", any type); None if none is."""
+    value = found["text"]
+    for span in kept:
+        if span["text"] == value:
+            continue
+        if span["type"] == found["type"] and span["text"] in value:
+            return span
+        if value in span["text"] and LABEL.fullmatch(span["text"].replace(value, "", 1)):
+            return span
+    return None
+
+
 def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
     """The model's spans repaired and completed, and the redacted text rebuilt from them.
 
-    - A span's text is trimmed of spaces and separators; one that is in the input only in
-      other letter case takes the input's casing; one that is not in the input at all is
-      dropped, as it can be neither redacted nor shown. A value is listed as often as the
-      model lists it, up to the times it occurs in the input.
+    - A span's text is trimmed of spaces and separators, a name of the role before it
+      ("Tenant Ian Pison"), an address of the clause before it ("I moved to ..."). One that is
+      in the input only in other letter case takes the input's casing; one that is not in the
+      input at all is dropped, as it can be neither redacted nor shown. A value is listed as
+      often as the model lists it, up to the times it occurs in the input.
     - A value whose form proves its type (email, IP address, checksummed IBAN, grouped card
-      number, US-layout SSN) gets that type, and one whose form rules out the model's type is
-      retyped (:func:`retype`). Provable values the model missed are added, and so are card
-      numbers written as a bare run of 12-19 digits with a valid Luhn digit.
+      number, US-layout SSN, phone number with a country code or in the North American
+      layout) gets that type, and one whose form rules out the model's type is retyped
+      (:func:`retype`). Provable values the model missed are added, and so are card numbers
+      written as a bare run of 12-19 digits with a valid Luhn digit; one the model cut short
+      or listed with its label ("tel. +33 6 36 08 62 72") becomes the whole value.
     - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
       first, so every span found is redacted wherever it occurs; what the model's own redacted
       text hid stays hidden too (:func:`model_redactions`), even where its span was dropped.
@@ -204,6 +267,9 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
         value = span["text"].strip(" \t\n,;")
         value = as_written(text, value)
         kind = retype(value, span["type"]) if value else None
+        if kind in ("PERSON", "ADDRESS"):
+            lead = (ROLE if kind == "PERSON" else SPEAKER).match(value)
+            value = value[lead.end() :] if lead else value
         if kind is not None and sum(s["text"] == value for s in kept) < text.count(value):
             kept.append({"text": value, "type": kind})
     listed = Counter(span["text"] for span in kept)
@@ -211,6 +277,8 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
         value = found["text"]
         if listed[value]:
             listed[value] -= 1  # this occurrence is one the model listed
+        elif repaired := _cut_or_labelled(kept, found):
+            repaired.update(found)
         elif not any(value in span["text"] for span in kept if span["text"] != value):
             kept.append(found)
     types: dict[str, str] = {}

@@ -39,6 +39,13 @@ def finish(text: str, *spans: tuple[str, str]) -> dict[str, Any]:
         ("GB82 WEST 1234 5698 7654 33", None),  # check digits wrong
         ("4111 1111 1111 1112", None),  # Luhn digit wrong
         ("4111111111111111", None),  # bare digits: could be an SSN or a phone
+        ("+39 368 5525153", "PHONE"),  # a country code
+        ("+31(0)65 9895558", "PHONE"),
+        ("001-463-828-1726x4701", "PHONE"),
+        ("(620) 230-7597", "PHONE"),
+        ("340.793.6703", "PHONE"),
+        ("+49 12", None),  # too few digits
+        ("0356 066131", None),  # no country code, no North American layout: could be anything
         ("999.1.1.1", None),
         ("10:22:13", None),
         ("Ann Lee", None),
@@ -56,6 +63,7 @@ def test_only_a_form_that_proves_its_type_has_a_certain_type(value: str, kind: s
         ("05.12.1922", "PERSON", "DATE_OF_BIRTH"),
         ("5", "PERSON", None),  # neither: no personal data at all
         ("03 65 82 14 24", "IP_ADDRESS", "PHONE"),  # an "IP address" that is not one
+        ("5", "IP_ADDRESS", None),  # without a dot or a colon, no address at all
         ("30 O'Brazil Street N34 4XD3", "PHONE", "ADDRESS"),  # words and digits
         ("+1-283-435-0295x18302", "PHONE", "PHONE"),  # an extension is no word
         ("Ann Lee", "PERSON", "PERSON"),
@@ -83,6 +91,7 @@ def test_recognise_finds_each_provable_value_in_order() -> None:
         {"text": "10.0.0.1", "type": "IP_ADDRESS"},
         {"text": "2001:db8::1", "type": "IP_ADDRESS"},
         {"text": "443-55-5303", "type": "SSN"},
+        {"text": "555-123-4567", "type": "PHONE"},  # the North American layout
     ]
 
 
@@ -177,3 +186,37 @@ def test_finish_leaves_every_gold_answer_as_it_is(heldout: bool) -> None:
         assert finish_step(example.input, example.output) == example.output, example
         checked += 1
     assert checked > 1490
+
+
+def test_a_phone_number_cut_short_or_with_its_label_is_the_whole_number() -> None:
+    text = "Regards, Ann Lee, tel. +33 6 36 08 62 72. Or +39 3685525153."
+    got = finish(text, ("Ann Lee", "PERSON"), ("tel. +33 6 36 08 62 72", "PERSON"),
+                 ("39 3685525153", "PHONE"))  # fmt: skip
+    assert got["spans"] == [
+        {"text": "Ann Lee", "type": "PERSON"},
+        {"text": "+33 6 36 08 62 72", "type": "PHONE"},
+        {"text": "+39 3685525153", "type": "PHONE"},
+    ]
+    assert got["redacted_text"] == "Regards, [PERSON], tel. [PHONE]. Or [PHONE]."
+
+
+def test_a_phone_in_brackets_leaves_the_bracket_and_is_matched_once() -> None:
+    text = "Call Ann (+49 159 04584744) or +1 (620) 230-7597."
+    assert recognise(text) == [
+        {"text": "+49 159 04584744", "type": "PHONE"},
+        {"text": "+1 (620) 230-7597", "type": "PHONE"},
+    ]
+
+
+def test_a_name_loses_the_role_before_it_and_an_address_the_clause() -> None:
+    text = "Caller: Tenant Ian Pison said I moved to Jiplaan 79, 8610MT, Eijsden."
+    got = finish(text, ("Tenant Ian Pison", "PERSON"),
+                 ("I moved to Jiplaan 79, 8610MT, Eijsden", "ADDRESS"))  # fmt: skip
+    assert got["spans"] == [
+        {"text": "Ian Pison", "type": "PERSON"},
+        {"text": "Jiplaan 79, 8610MT, Eijsden", "type": "ADDRESS"},
+    ]
+    # A role alone, or a name that merely starts like one, stays as the model wrote it.
+    assert finish("Hostetler Ann and the Guest", ("Hostetler Ann", "PERSON"), ("Guest", "PERSON"))[
+        "spans"
+    ] == [{"text": "Hostetler Ann", "type": "PERSON"}, {"text": "Guest", "type": "PERSON"}]
