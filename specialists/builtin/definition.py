@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Any, TypeGuard
 
 from swarm.evaluation import Check, Finish
@@ -32,6 +34,60 @@ def as_written(text: str, value: str) -> str:
         return value
     at = text.lower().find(value.lower())
     return text[at : at + len(value)] if at >= 0 else ""
+
+
+MISCOPY_SIMILARITY = 0.8
+"""How alike (difflib's ratio, letter case ignored) a miscopied value and the stretch of the
+input it stands for must be: "Alexander de la Marchand" for "Alexandre de la Marchand" is 0.96,
+"Rey Le Pelletier" for "Raymond Le Pelletier" 0.83; a sentence the model wrote around its
+placeholders scores about 0.6 against the text it came from."""
+SHORTEST_MISCOPY = 6
+"""Characters a value needs before it is matched loosely: two short values differ in a letter
+or two without one being a miscopy of the other ("2613" and "2913")."""
+EDGE = ".,;:!?\"'"
+"""What may end a stretch of the input as punctuation of the sentence, not of the value."""
+
+
+def miscopied(text: str, value: str) -> str:
+    """The stretch of ``text`` that ``value`` most likely miscopies ("Alexander de la Marchand"
+    of "Alexandre de la Marchand", "0356-066131" of "(0356)-066131"); "" if none is at least
+    :data:`MISCOPY_SIMILARITY` alike.
+
+    A small model copies a name, number or address with a letter or a bracket wrong, or a word
+    too many; without this the answer loses the value, and a redactor leaves it readable. The
+    stretches weighed are as many whole words as ``value`` has, without the sentence's
+    punctuation at their ends and with balanced brackets, so that difflib's ratio, which
+    favours the shorter of two stretches, cannot prefer a part of a name to the whole.
+    """
+    words = value.split()
+    if len(value) < SHORTEST_MISCOPY or not words:
+        return ""
+    tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    matcher = SequenceMatcher(autojunk=False)
+    matcher.set_seq2(value.lower())  # difflib caches what it learns of the second sequence
+    best, best_ratio = "", MISCOPY_SIMILARITY
+    for first in range(len(tokens) - len(words) + 1):
+        stretch = text[tokens[first][0] : tokens[first + len(words) - 1][1]]
+        for candidate in _unpunctuated(stretch):
+            matcher.set_seq1(candidate.lower())
+            if matcher.real_quick_ratio() < best_ratio or matcher.quick_ratio() < best_ratio:
+                continue
+            ratio = matcher.ratio()
+            if ratio > best_ratio or (ratio == best_ratio and not best):
+                best, best_ratio = candidate, ratio
+    return best
+
+
+def _unpunctuated(stretch: str) -> set[str]:
+    """``stretch`` and, where they differ, it without the sentence's punctuation at its end,
+    without an unbalanced bracket at either end: the forms a value written there may take."""
+    forms = {stretch, stretch.rstrip(EDGE)}
+    for form in list(forms):
+        if form.count("(") > form.count(")"):
+            forms.add(form.lstrip("("))
+        if form.count(")") > form.count("("):
+            forms.add(form.rstrip(")").rstrip(EDGE))
+    return {form for form in forms if form and form.count("(") == form.count(")")}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ import re
 from collections import Counter
 from typing import Any
 
-from specialists.builtin.definition import TEXT_INPUT, Definition, as_written, quoted_items
+from specialists.builtin.definition import (
+    TEXT_INPUT,
+    Definition,
+    as_written,
+    miscopied,
+    quoted_items,
+)
 
 PII_TYPES = (
     "PERSON",
@@ -48,6 +54,16 @@ DATE_LIKE = re.compile(
     r"|\d{1,2}\.? [A-Za-z]{3,9}\.? \d{4}"  # 5 Dec 1922
     r"|[A-Za-z]{3,9}\.? \d{1,2},? \d{4}"  # December 5, 1922
 )
+MONTH = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?)"
+)
+WRITTEN_DATE = re.compile(
+    r"\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{4}-\d{2}-\d{2}"
+    rf"|\d{{1,2}}\.? {MONTH},? \d{{4}}|{MONTH} \d{{1,2}},? \d{{4}}"
+)
+"""A whole date with its year, in digits or with an English month name: no address or name is
+written so, whatever the model called it."""
 EXTENSION = r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?"
 PHONE_INTERNATIONAL = re.compile(rf"(?<![\w+])\+\d{{1,3}}(?:[ ./-]?\(?\d+\)?)+{EXTENSION}(?!\w)")
 PHONE_NORTH_AMERICAN = re.compile(
@@ -64,6 +80,11 @@ ROLE = re.compile(
     re.IGNORECASE,
 )
 """A role written before a name ("Tenant Ian Pison"), which is no part of it."""
+NAME_PARTICLES = frozenset(
+    ("da", "das", "de", "del", "della", "der", "di", "do", "dos", "du", "la", "le", "van", "von",
+     "y", "e", "ten", "ter", "den", "bin", "ibn", "al", "el")
+)  # fmt: skip
+"""Lower-case words inside a person's name ("Samuel van der Hoeven", "Heitor da Mata")."""
 SPEAKER = re.compile(r"(?:I|we|he|she|they)\b[^\d\n]*?\b(?:to|at|in)\s+(?=\S)")
 """A clause the model took into an address ("I moved to Jiplaan 79, ...")."""
 IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
@@ -105,6 +126,17 @@ def is_phone(value: str) -> bool:
     return value.count(")") <= value.count("(") and 8 <= _digits(value) <= 15
 
 
+def _name_like(value: str) -> bool:
+    """Two to six words, each capitalised or a name particle, after any role ("guardian Courtney
+    Forbes DDS"): what a person's name looks like, and no other type's value does."""
+    lead = ROLE.match(value)
+    words = value[lead.end() :].split() if lead else value.split()
+    return 2 <= len(words) <= 6 and all(
+        (word[0].isupper() or word in NAME_PARTICLES) and word.strip(".-'").isalpha()
+        for word in words
+    )
+
+
 def _digits(value: str) -> int:
     """The digits of a phone number, its extension left out."""
     return sum(c.isdigit() for c in re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0])
@@ -136,14 +168,20 @@ def certain_type(value: str) -> str | None:
 def retype(value: str, kind: str) -> str | None:
     """The model's ``kind`` for ``value``, corrected where the value's form settles it.
 
-    A proven form wins (:func:`certain_type`). An "email" or "IP address" that is not one, or a
-    "person" or "address" without a letter, is a date of birth or a phone number if it looks
-    like one; a "person" that looks like neither is no PII at all (None), and neither is an "IP
-    address" without a dot or a colon. A "phone number" of words and digits is an address.
+    A proven form wins (:func:`certain_type`), then a whole written date (a date of birth) and,
+    for a type that needs digits or an "@", a person's name (:func:`_name_like`). An "email" or
+    "IP address" that is not one, or a "person" or "address" without a letter, is a date of
+    birth or a phone number if it looks like one; a "person" that looks like neither is no PII
+    at all (None), and neither is an "IP address" without a dot or a colon. A "phone number" of
+    words and digits is an address.
     """
     proven = certain_type(value)
     if proven is not None:
         return proven
+    if kind != "DATE_OF_BIRTH" and WRITTEN_DATE.fullmatch(value):
+        return "DATE_OF_BIRTH"
+    if kind not in ("PERSON", "ADDRESS") and _name_like(value):
+        return "PERSON"
     letters = any(c.isalpha() for c in value)
     if kind in ("EMAIL", "IP_ADDRESS") or (kind in ("PERSON", "ADDRESS") and not letters):
         if DATE_LIKE.fullmatch(value):
@@ -202,19 +240,17 @@ LONGEST_REDACTION = 120
 
 def model_redactions(text: str, redacted: str) -> list[tuple[str, str]]:
     """What the model's own redacted text hides, as (value, type): the stretches of ``text``
-    its ``[TYPE]`` placeholders stand in for, where the rest of it copies ``text`` exactly
-    (else nothing)."""
+    its ``[TYPE]`` placeholders stand in for where the rest of it copies ``text`` exactly, else
+    those it anchors on the words it copies around them (:func:`read_placeholders`)."""
     parts = PLACEHOLDER.split(redacted)
     literals, kinds = parts[0::2], parts[1::2]
     if not kinds or not text.startswith(literals[0]) or not text.endswith(literals[-1]):
-        return []
+        return read_placeholders(text, redacted, whole=True)
     hidden, position = [], len(literals[0])
     for literal in literals[1:-1]:
-        if not literal:
-            return []  # two placeholders side by side: where one ends is unknowable
-        at = text.find(literal, position + 1)
-        if at < 0:
-            return []
+        at = text.find(literal, position + 1) if literal else -1
+        if at < 0:  # two placeholders side by side, or a word not copied
+            return read_placeholders(text, redacted, whole=True)
         hidden.append(text[position:at])
         position = at + len(literal)
     end = len(text) - len(literals[-1])
@@ -224,6 +260,66 @@ def model_redactions(text: str, redacted: str) -> list[tuple[str, str]]:
     if any(len(value) > LONGEST_REDACTION for value in hidden):
         return []
     return [(value, kind) for value, kind in zip(hidden, kinds, strict=True) if value.strip()]
+
+
+ANCHOR_CHARS = 3
+"""Characters, spaces aside, that copied words between two placeholders need to anchor them:
+a shorter piece (", ", " at ") may occur anywhere."""
+
+
+def read_placeholders(text: str, template: str, *, whole: bool) -> list[tuple[str, str]]:
+    """The stretches of ``text`` that ``template``'s ``[TYPE]`` placeholders stand for, as
+    (value, type), read off the words the template copies from ``text`` around them.
+
+    ``whole``: the template is the model's redacted text, so its first words open ``text`` and
+    its last close it. Otherwise it is a span the model wrote with placeholders in it ("I moved
+    to [ADDRESS]"): its words are found in ``text`` in order, and a placeholder that ends it,
+    after words that end a clause ("to", "for", ":"; :data:`INTRODUCING`), runs to the end of the
+    sentence. A placeholder is read only where the words on both sides of it
+    are found; a stretch longer than :data:`LONGEST_REDACTION`, or across lines, is a bad copy.
+    """
+    parts = PLACEHOLDER.split(template)
+    literals, kinds = parts[0::2], parts[1::2]
+    if not kinds:
+        return []
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    position = 0
+    for j, literal in enumerate(literals):
+        last = j == len(literals) - 1
+        if whole and j == 0:
+            if text.startswith(literal):
+                ends[0] = position = len(literal)
+        elif whole and last:
+            if text.endswith(literal) and len(text) - len(literal) > position:
+                starts[j] = len(text) - len(literal)
+        elif last and not literal.strip():
+            if j - 1 in ends and INTRODUCED.search(literals[j - 1]) is not None:
+                starts[j] = _sentence_end(text, position)
+        elif len(literal.strip()) >= (1 if last else ANCHOR_CHARS):
+            at = text.find(literal, position + (1 if j else 0))
+            if at >= 0:
+                starts[j], ends[j] = at, at + len(literal)
+                position = ends[j]
+    hidden = []
+    for i, kind in enumerate(kinds):
+        if i in ends and i + 1 in starts and starts[i + 1] > ends[i]:
+            value = text[ends[i] : starts[i + 1]]
+            if value.strip() and len(value) <= LONGEST_REDACTION and "\n" not in value:
+                hidden.append((value, kind))
+    return hidden
+
+
+def _sentence_end(text: str, start: int) -> int:
+    """Where the sentence that runs on from ``start`` ends: at a full stop, question or
+    exclamation mark not after a short abbreviation ("St.", "Dr."), else at the line's end."""
+    line = text.find("\n", start)
+    line = len(text) if line < 0 else line
+    for mark in re.finditer(r"[.!?](?=\s|$)", text[start:line]):
+        word = re.search(r"\w+$", text[start : start + mark.start()])
+        if word is None or len(word.group()) > 3:
+            return start + mark.start()
+    return line
 
 
 def _cut_or_labelled(kept: list[dict[str, str]], found: dict[str, str]) -> dict[str, str] | None:
@@ -240,20 +336,88 @@ def _cut_or_labelled(kept: list[dict[str, str]], found: dict[str, str]) -> dict[
     return None
 
 
+INTRODUCING = r"[:;\n(|]|\b(?:to|for|at|from|in|is|address|addr)\b"
+CLAUSE_END = re.compile(rf"(?:^|[.!?](?=\s)|{INTRODUCING})\s*", re.IGNORECASE)
+"""What ends the clause an address is written in ("... I moved to ", "Address: ")."""
+INTRODUCED = re.compile(rf"(?:{INTRODUCING})\s*$", re.IGNORECASE)
+ADDRESS_PARTS = 4
+"""Comma-separated parts an address cut short may be widened by, at most."""
+
+
+def _whole_address(text: str, value: str, others: list[str]) -> str:
+    """An address the model cut short after its first part ("05, 8859QU, Heerhugowaard" of
+    "Jentestraat 05, 8859QU, Heerhugowaard"), widened back over the parts before it, back to
+    the start of its clause or sentence (:data:`CLAUSE_END`): each part up to five words, most
+    of them capitalised or with a digit (name particles aside), none holding another span's
+    value."""
+    start = text.find(value)
+    for _ in range(ADDRESS_PARTS):
+        if start < 2 or text[start - 2 : start] != ", ":
+            break
+        head = text[: start - 2]
+        clause = max((m.end() for m in CLAUSE_END.finditer(head)), default=0)
+        part = head[max(clause, head.rfind(",") + 1) :].strip()
+        words = [word for word in part.split() if word not in NAME_PARTICLES]
+        if not (
+            0 < len(words) <= 5
+            and sum(w[0].isupper() or any(c.isdigit() for c in w) for w in words) * 2 > len(words)
+            and "@" not in part
+            and not any(other in part or part in other for other in others)
+        ):
+            break
+        start = head.rfind(part)
+    return text[start:].split(value, 1)[0] + value if start >= 0 else value
+
+
+DIGIT_TYPES = frozenset(PII_TYPES) - {"PERSON", "ADDRESS"}
+"""The types no value without a digit (or an "@") can be."""
+
+
+def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
+    """Whether a span of the model's held the proven value ``found`` glued to another
+    ("Vitor Gomes,francisco59@example.com" as a person); if so it is split in place into the
+    value and what stood beside it, each part retyped (a part of words typed as a number is a
+    name if capitalised, else dropped). An address may hold a proven value; it stays whole."""
+    for index, span in enumerate(kept):
+        value = span["text"]
+        if found["text"] not in value or value == found["text"]:
+            continue
+        if span["type"] in (found["type"], "ADDRESS"):
+            return False
+        parts = []
+        for part in value.split(found["text"], 1):
+            part = part.strip(" \t\n,;:|/<>()")
+            kind = retype(part, span["type"]) if part else None
+            if kind in DIGIT_TYPES and not any(c.isdigit() for c in part) and "@" not in part:
+                kind = "PERSON" if part[0].isupper() else None
+            if kind is not None:
+                parts.append({"text": part, "type": kind})
+        kept[index : index + 1] = [*parts[:1], dict(found), *parts[1:]]
+        return True
+    return False
+
+
 def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
     """The model's spans repaired and completed, and the redacted text rebuilt from them.
 
+    - A span written with placeholders ("I moved to [ADDRESS]") stands for the values of the
+      input they replace (:func:`read_placeholders`).
     - A span's text is trimmed of spaces and separators, a name of the role before it
       ("Tenant Ian Pison"), an address of the clause before it ("I moved to ..."). One that is
-      in the input only in other letter case takes the input's casing; one that is not in the
-      input at all is dropped, as it can be neither redacted nor shown. A value is listed as
-      often as the model lists it, up to the times it occurs in the input.
+      in the input only in other letter case takes the input's casing, one the model miscopied
+      ("Rey Le Pelletier") the stretch of the input it miscopies (:func:`miscopied`); one like
+      nothing in the input is dropped, as it can be neither redacted nor shown. A value is
+      listed as often as the model lists it, up to the times it occurs in the input. An
+      address cut short after its first part is widened back to its clause
+      (:func:`_whole_address`).
     - A value whose form proves its type (email, IP address, checksummed IBAN, grouped card
       number, US-layout SSN, phone number with a country code or in the North American
       layout) gets that type, and one whose form rules out the model's type is retyped
-      (:func:`retype`). Provable values the model missed are added, and so are card numbers
-      written as a bare run of 12-19 digits with a valid Luhn digit; one the model cut short
-      or listed with its label ("tel. +33 6 36 08 62 72") becomes the whole value.
+      (:func:`retype`: a written date is a date of birth, words alone typed as a number a
+      name). Provable values the model missed are added, and so are card numbers written as a
+      bare run of 12-19 digits with a valid Luhn digit; one the model cut short or listed with
+      its label ("tel. +33 6 36 08 62 72") becomes the whole value, and one glued to another
+      value in one span is split off (:func:`_split_off`).
     - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
       first, so every span found is redacted wherever it occurs; what the model's own redacted
       text hid stays hidden too (:func:`model_redactions`), even where its span was dropped.
@@ -262,16 +426,29 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     spans = output.get("spans")
     if not quoted_items(spans):
         return output
+    read = [
+        pair
+        for span in spans
+        for pair in (
+            read_placeholders(text, span["text"], whole=False)
+            if PLACEHOLDER.search(span["text"])
+            else [(span["text"], span["type"])]
+        )
+    ]
     kept: list[dict[str, str]] = []
-    for span in spans:
-        value = span["text"].strip(" \t\n,;")
-        value = as_written(text, value)
-        kind = retype(value, span["type"]) if value else None
+    for written, model_kind in read:
+        value = written.strip(" \t\n,;")
+        value = as_written(text, value) or miscopied(text, value).strip(" \t\n,;")
+        kind = retype(value, model_kind) if value else None
         if kind in ("PERSON", "ADDRESS"):
             lead = (ROLE if kind == "PERSON" else SPEAKER).match(value)
             value = value[lead.end() :] if lead else value
         if kind is not None and sum(s["text"] == value for s in kept) < text.count(value):
             kept.append({"text": value, "type": kind})
+    for span in kept:
+        if span["type"] == "ADDRESS":
+            others = [other["text"] for other in kept if other is not span]
+            span["text"] = _whole_address(text, span["text"], others)
     listed = Counter(span["text"] for span in kept)
     for found in recognise(text):
         value = found["text"]
@@ -279,6 +456,8 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
             listed[value] -= 1  # this occurrence is one the model listed
         elif repaired := _cut_or_labelled(kept, found):
             repaired.update(found)
+        elif _split_off(kept, found):
+            pass
         elif not any(value in span["text"] for span in kept if span["text"] != value):
             kept.append(found)
     types: dict[str, str] = {}

@@ -69,6 +69,12 @@ def test_only_a_form_that_proves_its_type_has_a_certain_type(value: str, kind: s
         ("Ann Lee", "PERSON", "PERSON"),
         ("12 High St", "ADDRESS", "ADDRESS"),
         ("592-46-0804", "PHONE", "SSN"),
+        ("December 16, 2006", "ADDRESS", "DATE_OF_BIRTH"),  # a whole date, whatever it was called
+        ("29 Sep 1981", "SSN", "DATE_OF_BIRTH"),
+        ("Broadway 12, 2000", "ADDRESS", "ADDRESS"),  # no month: no date
+        ("guardian Courtney Forbes DDS", "EMAIL", "PERSON"),  # words alone: a name
+        ("Callum McCann", "EMAIL", "PERSON"),
+        ("reception desk", "EMAIL", "EMAIL"),  # not a name either: left to the model
     ],
 )
 def test_a_type_the_form_rules_out_is_corrected(
@@ -108,7 +114,7 @@ def test_miscopied_spans_are_repaired_or_dropped() -> None:
         "Student Karen Zimmerman, karen.z@yahoo.com.au",
         ("Karen.z@yahoo.com.au", "EMAIL"),  # other letter case: the input's casing
         (" Karen Zimmerman,", "PERSON"),  # spaces and separators around it
-        ("Karin Zimmermann", "PERSON"),  # not in the input at all
+        ("Maria Lopez", "PERSON"),  # nothing in the input is like it
     )
     assert got["spans"] == [
         {"text": "karen.z@yahoo.com.au", "type": "EMAIL"},
@@ -121,10 +127,62 @@ def test_what_the_models_redacted_text_hid_stays_hidden_though_its_span_was_drop
     text = "Call Lauren Bud on 0612 today"
     output = {
         "redacted_text": "Call [PERSON] on 0612 today",
-        "spans": [{"text": "Laurent Budd", "type": "PERSON"}],  # miscopied: dropped
+        "spans": [{"text": "Maria Lopez", "type": "PERSON"}],  # not in the input: dropped
     }
     got = finish_spans({"text": text}, output)
     assert got == {"redacted_text": "Call [PERSON] on 0612 today", "spans": []}
+
+
+def test_a_miscopied_value_is_the_stretch_of_the_input_it_miscopies() -> None:
+    text = "Visitor log: Raymond Le Pelletier signed in. Regards, Ize, tel. (0356)-066131"
+    got = finish(text, ("Rey Le Pelletier", "PERSON"), ("0356-066131", "EMAIL"))
+    assert got["spans"] == [
+        {"text": "Raymond Le Pelletier", "type": "PERSON"},  # the whole name, not "Le Pelletier"
+        {"text": "(0356)-066131", "type": "PHONE"},
+    ]
+    assert got["redacted_text"] == "Visitor log: [PERSON] signed in. Regards, Ize, tel. [PHONE]"
+
+
+def test_an_address_cut_short_is_widened_back_to_its_clause() -> None:
+    text = "This is Ann Lee, I moved to Stretto Anita, 6 Piano 5, 00029, Vicovaro (RM)."
+    got = finish(text, ("Ann Lee", "PERSON"), ("00029, Vicovaro (RM)", "ADDRESS"))
+    assert got["spans"][1] == {
+        "text": "Stretto Anita, 6 Piano 5, 00029, Vicovaro (RM)",
+        "type": "ADDRESS",
+    }
+    # Not over a value listed as another type, nor over words without a capital or a digit.
+    text = "Ship to: Ann Lee, 5 Elm St, Springfield. Or my old place, 5 Oak St."
+    got = finish(text, ("Ann Lee", "PERSON"), ("5 Elm St, Springfield", "ADDRESS"),
+                 ("5 Oak St", "ADDRESS"))  # fmt: skip
+    assert [s["text"] for s in got["spans"]] == ["Ann Lee", "5 Elm St, Springfield", "5 Oak St"]
+
+
+def test_a_span_written_with_placeholders_is_read_off_the_input() -> None:
+    text = "Caller: This is Maud, I moved to Jenniferweg 575, 5413 SD, Laren.\nAgent: Noted."
+    got = finish(text, ("Maud", "PERSON"), ("I moved to [ADDRESS]", "PHONE"))
+    assert got["spans"][1] == {"text": "Jenniferweg 575, 5413 SD, Laren", "type": "ADDRESS"}
+    # A placeholder that ends a span runs to the sentence's end only after "to", "for", ":"...
+    text = "Tenant Ann Lee (born 1990-01-02) gave notice."
+    assert finish(text, ("Tenant [PERSON]", "PERSON"))["spans"] == []
+    # ... and one between two copied pieces is what lies between them.
+    got = finish(text, ("Tenant [PERSON] (born [DATE_OF_BIRTH])", "PERSON"))
+    assert got["spans"] == [
+        {"text": "Ann Lee", "type": "PERSON"},
+        {"text": "1990-01-02", "type": "DATE_OF_BIRTH"},
+    ]
+
+
+def test_a_proven_value_glued_to_another_is_split_off() -> None:
+    text = "name,email\nVitor Gomes,francisco59@example.com"
+    got = finish(text, ("Vitor Gomes,francisco59@example.com", "PERSON"))
+    assert got["spans"] == [
+        {"text": "Vitor Gomes", "type": "PERSON"},
+        {"text": "francisco59@example.com", "type": "EMAIL"},
+    ]
+    # An address may hold a value that looks proven; it stays whole.
+    text = "Send it to Unit 4, 12 High St, Leeds, tel 555-123-4567 inside."
+    address = "Unit 4, 12 High St, Leeds, tel 555-123-4567"
+    assert finish(text, (address, "ADDRESS"))["spans"] == [{"text": address, "type": "ADDRESS"}]
 
 
 @pytest.mark.parametrize(
@@ -134,9 +192,11 @@ def test_what_the_models_redacted_text_hid_stays_hidden_though_its_span_was_drop
         ("Mail [PERSON] at [EMAIL] tomorrow", []),  # the copy differs: nothing is known
         ("Mail [PERSON][EMAIL] today", []),  # side by side: where one ends is unknowable
         ("Mail Ann Lee at ann@x.io today", []),
+        ("Mail [PERSON] at [EMAIL] and more", []),  # " at " is too short to anchor on
+        ("Mail [PERSON] at [EMAIL] today, please", []),
     ],
 )
-def test_the_models_redactions_are_read_off_an_exact_copy_only(
+def test_the_models_redactions_are_read_off_an_exact_copy(
     redacted: str, hidden: list[tuple[str, str]]
 ) -> None:
     assert model_redactions("Mail Ann Lee at ann@x.io today", redacted) == hidden
@@ -220,3 +280,15 @@ def test_a_name_loses_the_role_before_it_and_an_address_the_clause() -> None:
     assert finish("Hostetler Ann and the Guest", ("Hostetler Ann", "PERSON"), ("Guest", "PERSON"))[
         "spans"
     ] == [{"text": "Hostetler Ann", "type": "PERSON"}, {"text": "Guest", "type": "PERSON"}]
+
+
+def test_the_models_redactions_are_read_off_the_words_it_copied_around_them() -> None:
+    text = "Tenant Ann Lee (born 1990-01-02) gave notice for 5 Elm St, Leeds."
+    assert model_redactions(text, "[PERSON] gave notice for [ADDRESS].") == [
+        ("Tenant Ann Lee (born 1990-01-02)", "PERSON"),
+        ("5 Elm St, Leeds", "ADDRESS"),
+    ]
+    # Where the copy ends differently, the last placeholder has no end, and is not read.
+    assert model_redactions(text, "[PERSON] gave notice for [ADDRESS] on 6 May.") == [
+        ("Tenant Ann Lee (born 1990-01-02)", "PERSON")
+    ]
