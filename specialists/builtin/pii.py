@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from specialists.builtin.columns import typed_cells
 from specialists.builtin.definition import (
     TEXT_INPUT,
     Definition,
@@ -417,7 +418,9 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
       name). Provable values the model missed are added, and so are card numbers written as a
       bare run of 12-19 digits with a valid Luhn digit; one the model cut short or listed with
       its label ("tel. +33 6 36 08 62 72") becomes the whole value, and one glued to another
-      value in one span is split off (:func:`_split_off`).
+      value in one span is split off (:func:`_split_off`). A cell of a CSV line under a
+      header that names its column ("phone") is added with that type, unless a span holds it
+      (:func:`~specialists.builtin.columns.typed_cells`).
     - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
       first, so every span found is redacted wherever it occurs; what the model's own redacted
       text hid stays hidden too (:func:`model_redactions`), even where its span was dropped.
@@ -460,6 +463,10 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
             pass
         elif not any(value in span["text"] for span in kept if span["text"] != value):
             kept.append(found)
+    for value, column in typed_cells(text):
+        kind = retype(value, column)
+        if kind is not None and not any(value in s["text"] or s["text"] in value for s in kept):
+            kept.append({"text": value, "type": kind})
     types: dict[str, str] = {}
     for span in kept:
         types.setdefault(span["text"], span["type"])

@@ -292,3 +292,14 @@ def test_the_models_redactions_are_read_off_the_words_it_copied_around_them() ->
     assert model_redactions(text, "[PERSON] gave notice for [ADDRESS] on 6 May.") == [
         ("Tenant Ann Lee (born 1990-01-02)", "PERSON")
     ]
+
+
+def test_a_cell_under_a_pii_column_is_redacted_unless_a_span_holds_it() -> None:
+    text = "name,email,phone\nAndrew Smith,kristin14@example.net,0325.1775"
+    got = finish(text, ("Andrew Smith", "PERSON"))
+    assert got["spans"] == [
+        {"text": "Andrew Smith", "type": "PERSON"},
+        {"text": "kristin14@example.net", "type": "EMAIL"},  # proven by its form
+        {"text": "0325.1775", "type": "PHONE"},  # typed by its column alone
+    ]
+    assert got["redacted_text"] == "name,email,phone\n[PERSON],[EMAIL],[PHONE]"
