@@ -465,6 +465,8 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
             kept.append(found)
     for value, column in typed_cells(text):
         kind = retype(value, column)
+        if kind in DIGIT_TYPES and not any(c.isdigit() or c == "@" for c in value):
+            continue  # "n/a" under "phone"
         if kind is not None and not any(value in s["text"] or s["text"] in value for s in kept):
             kept.append({"text": value, "type": kind})
     types: dict[str, str] = {}

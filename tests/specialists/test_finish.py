@@ -303,3 +303,7 @@ def test_a_cell_under_a_pii_column_is_redacted_unless_a_span_holds_it() -> None:
         {"text": "0325.1775", "type": "PHONE"},  # typed by its column alone
     ]
     assert got["redacted_text"] == "name,email,phone\n[PERSON],[EMAIL],[PHONE]"
+    # A cell that cannot be of its column's type is no such value.
+    assert finish("name,phone\nAnn Lee,n/a", ("Ann Lee", "PERSON"))["spans"] == [
+        {"text": "Ann Lee", "type": "PERSON"}
+    ]
