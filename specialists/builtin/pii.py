@@ -28,6 +28,9 @@ PII_TYPES = (
     "DATE_OF_BIRTH",
 )
 
+DIGIT_TYPES = frozenset(PII_TYPES) - {"PERSON", "ADDRESS"}
+"""The types no value without a digit (or an "@") can be."""
+
 
 def check_spans(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
     """Each span's text must occur in the input, and must not survive in the redacted text."""
@@ -75,6 +78,12 @@ PHONE_NORTH_AMERICAN = re.compile(
 LABEL = re.compile(r"[\W_]*(?:tel|ph|phone|mob|mobile|cell|fax|call|e-?mail|mail|ip|iban)?[\W_]*",
                    re.IGNORECASE)  # fmt: skip
 """What may stand beside a proven value in one span of the model's ("tel. +33 6 36 08 62 72")."""
+LABEL_WORDS = re.compile(
+    r"(?:^|\s)(?:tel|ph|phone|mob|mobile|cell|fax|e-?mail|mail|ip|iban|ssn|card|dob)\b\.?:?\s*$"
+    r"|^\s*(?:tel|ph|phone|mob|mobile|cell|fax|e-?mail|mail|ip|iban|ssn|card|dob)\b\.?:?",
+    re.IGNORECASE,
+)
+"""A label at the end or start of what stood beside a value ("Ann Lee, SSN")."""
 ROLE = re.compile(
     r"(?:tenant|landlord|patient|student|pupil|customer|client|caller|guest|visitor|applicant"
     r"|candidate|employee|host|guardian|owner|buyer|seller|sender|recipient|user|member)\s+(?=\S)",
@@ -181,7 +190,7 @@ def retype(value: str, kind: str) -> str | None:
         return proven
     if kind != "DATE_OF_BIRTH" and WRITTEN_DATE.fullmatch(value):
         return "DATE_OF_BIRTH"
-    if kind not in ("PERSON", "ADDRESS") and _name_like(value):
+    if kind in DIGIT_TYPES and _name_like(value):
         return "PERSON"
     letters = any(c.isalpha() for c in value)
     if kind in ("EMAIL", "IP_ADDRESS") or (kind in ("PERSON", "ADDRESS") and not letters):
@@ -274,10 +283,10 @@ def read_placeholders(text: str, template: str, *, whole: bool) -> list[tuple[st
 
     ``whole``: the template is the model's redacted text, so its first words open ``text`` and
     its last close it. Otherwise it is a span the model wrote with placeholders in it ("I moved
-    to [ADDRESS]"): its words are found in ``text`` in order, and a placeholder that ends it,
-    after words that end a clause ("to", "for", ":"; :data:`INTRODUCING`), runs to the end of the
-    sentence. A placeholder is read only where the words on both sides of it
-    are found; a stretch longer than :data:`LONGEST_REDACTION`, or across lines, is a bad copy.
+    to [ADDRESS]"): its words are found in ``text`` in order, and an address placeholder that
+    ends it, after words that end a clause ("to", "for", ":"; :data:`INTRODUCING`), runs to the
+    end of the sentence. A placeholder is read only where the words on both sides of it are
+    found; a stretch longer than :data:`LONGEST_REDACTION`, or across lines, is a bad copy.
     """
     parts = PLACEHOLDER.split(template)
     literals, kinds = parts[0::2], parts[1::2]
@@ -295,7 +304,7 @@ def read_placeholders(text: str, template: str, *, whole: bool) -> list[tuple[st
             if text.endswith(literal) and len(text) - len(literal) > position:
                 starts[j] = len(text) - len(literal)
         elif last and not literal.strip():
-            if j - 1 in ends and INTRODUCED.search(literals[j - 1]) is not None:
+            if kinds[-1] == "ADDRESS" and j - 1 in ends and INTRODUCED.search(literals[j - 1]):
                 starts[j] = _sentence_end(text, position)
         elif len(literal.strip()) >= (1 if last else ANCHOR_CHARS):
             at = text.find(literal, position + (1 if j else 0))
@@ -311,15 +320,22 @@ def read_placeholders(text: str, template: str, *, whole: bool) -> list[tuple[st
     return hidden
 
 
+ABBREVIATIONS = frozenset(
+    ("st", "dr", "mr", "mrs", "ms", "rd", "ave", "blvd", "apt", "no", "nr", "jr", "sr", "mt",
+     "ft", "av", "co", "inc", "ltd", "dott", "prof", "sig", "sra", "sr")
+)  # fmt: skip
+"""Words whose full stop does not end a sentence ("St.", "Dr.", "Apt.")."""
+
+
 def _sentence_end(text: str, start: int) -> int:
     """Where the sentence that runs on from ``start`` ends: at a full stop, question or
-    exclamation mark not after a short abbreviation ("St.", "Dr."), else at the line's end."""
+    exclamation mark not after an abbreviation (:data:`ABBREVIATIONS`), else at the line's
+    end."""
     line = text.find("\n", start)
     line = len(text) if line < 0 else line
-    for mark in re.finditer(r"[.!?](?=\s|$)", text[start:line]):
-        word = re.search(r"\w+$", text[start : start + mark.start()])
-        if word is None or len(word.group()) > 3:
-            return start + mark.start()
+    for mark in re.finditer(r"(\w*)[.!?](?=\s|$)", text[start:line]):
+        if mark.group(1).lower() not in ABBREVIATIONS:
+            return start + mark.end() - 1
     return line
 
 
@@ -350,7 +366,8 @@ def _whole_address(text: str, value: str, others: list[str]) -> str:
     "Jentestraat 05, 8859QU, Heerhugowaard"), widened back over the parts before it, back to
     the start of its clause or sentence (:data:`CLAUSE_END`): each part up to five words, most
     of them capitalised or with a digit (name particles aside), none holding another span's
-    value."""
+    value or a date, and the part that opens the clause not one word alone ("However, 5 Baker
+    Street")."""
     start = text.find(value)
     for _ in range(ADDRESS_PARTS):
         if start < 2 or text[start - 2 : start] != ", ":
@@ -359,8 +376,11 @@ def _whole_address(text: str, value: str, others: list[str]) -> str:
         clause = max((m.end() for m in CLAUSE_END.finditer(head)), default=0)
         part = head[max(clause, head.rfind(",") + 1) :].strip()
         words = [word for word in part.split() if word not in NAME_PARTICLES]
+        opening = head.endswith(part) and max(clause, 0) >= head.rfind(",") + 1
         if not (
             0 < len(words) <= 5
+            and not (opening and len(words) == 1 and not any(c.isdigit() for c in part))
+            and WRITTEN_DATE.search(part) is None
             and sum(w[0].isupper() or any(c.isdigit() for c in w) for w in words) * 2 > len(words)
             and "@" not in part
             and not any(other in part or part in other for other in others)
@@ -370,15 +390,12 @@ def _whole_address(text: str, value: str, others: list[str]) -> str:
     return text[start:].split(value, 1)[0] + value if start >= 0 else value
 
 
-DIGIT_TYPES = frozenset(PII_TYPES) - {"PERSON", "ADDRESS"}
-"""The types no value without a digit (or an "@") can be."""
-
-
 def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
     """Whether a span of the model's held the proven value ``found`` glued to another
     ("Vitor Gomes,francisco59@example.com" as a person); if so it is split in place into the
-    value and what stood beside it, each part retyped (a part of words typed as a number is a
-    name if capitalised, else dropped). An address may hold a proven value; it stays whole."""
+    value and what stood beside it, without labels, each part retyped (a part of words typed
+    as a number is a name if it looks like one, else dropped). An address may hold a proven
+    value; it stays whole."""
     for index, span in enumerate(kept):
         value = span["text"]
         if found["text"] not in value or value == found["text"]:
@@ -387,10 +404,10 @@ def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
             return False
         parts = []
         for part in value.split(found["text"], 1):
-            part = part.strip(" \t\n,;:|/<>()")
+            part = LABEL_WORDS.sub("", part.strip(" \t\n,;:|/<>()")).strip(" \t\n,;:|/<>()")
             kind = retype(part, span["type"]) if part else None
             if kind in DIGIT_TYPES and not any(c.isdigit() for c in part) and "@" not in part:
-                kind = "PERSON" if part[0].isupper() else None
+                kind = "PERSON" if _name_like(part) else None
             if kind is not None:
                 parts.append({"text": part, "type": kind})
         kept[index : index + 1] = [*parts[:1], dict(found), *parts[1:]]
@@ -467,7 +484,7 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
         kind = retype(value, column)
         if kind in DIGIT_TYPES and not any(c.isdigit() or c == "@" for c in value):
             continue  # "n/a" under "phone"
-        if kind is not None and not any(value in s["text"] or s["text"] in value for s in kept):
+        if kind is not None and not any(value in span["text"] for span in kept):
             kept.append({"text": value, "type": kind})
     types: dict[str, str] = {}
     for span in kept:

@@ -36,3 +36,20 @@ def test_only_columns_that_name_pii_count() -> None:
 )
 def test_prose_and_rows_of_another_width_are_not_read(text: str) -> None:
     assert typed_cells(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Could you send me your name, address\nand the rest, please?\nThanks a lot, Bob",
+        "Dear Ann,\r\rThanks",  # a lone carriage return is a line break, not a CSV error
+    ],
+)
+def test_prose_is_no_table(text: str) -> None:
+    assert typed_cells(text) == []
+
+
+def test_a_repeated_header_starts_a_new_table_and_a_cell_not_in_the_input_is_left_out() -> None:
+    text = 'name,phone\nAnn Lee,555-1234\nname,phone\n"Robert ""Bob"" Smith",555-9876'
+    assert typed_cells(text) == [("Ann Lee", "PERSON"), ("555-1234", "PHONE"),
+                                 ("555-9876", "PHONE")]  # fmt: skip

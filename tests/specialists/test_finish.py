@@ -155,15 +155,26 @@ def test_an_address_cut_short_is_widened_back_to_its_clause() -> None:
     got = finish(text, ("Ann Lee", "PERSON"), ("5 Elm St, Springfield", "ADDRESS"),
                  ("5 Oak St", "ADDRESS"))  # fmt: skip
     assert [s["text"] for s in got["spans"]] == ["Ann Lee", "5 Elm St, Springfield", "5 Oak St"]
+    # Nor over one word that opens the sentence, nor over a date.
+    for text in ("However, 5 Baker Street was sold.", "Born 12.05.1990, 5 Baker Street."):
+        assert finish(text, ("5 Baker Street", "ADDRESS"))["spans"][-1]["text"] == "5 Baker Street"
 
 
 def test_a_span_written_with_placeholders_is_read_off_the_input() -> None:
     text = "Caller: This is Maud, I moved to Jenniferweg 575, 5413 SD, Laren.\nAgent: Noted."
     got = finish(text, ("Maud", "PERSON"), ("I moved to [ADDRESS]", "PHONE"))
     assert got["spans"][1] == {"text": "Jenniferweg 575, 5413 SD, Laren", "type": "ADDRESS"}
-    # A placeholder that ends a span runs to the sentence's end only after "to", "for", ":"...
+    # An address placeholder that ends a span runs to the sentence's end, a number's full stop
+    # included, but not an abbreviation's; only after "to", "for", ":"...
+    text = "I moved to 5 St. Mary Road, Leeds 79. My new phone is great."
+    got = finish(text, ("I moved to [ADDRESS]", "ADDRESS"))
+    assert got["spans"] == [{"text": "5 St. Mary Road, Leeds 79", "type": "ADDRESS"}]
     text = "Tenant Ann Lee (born 1990-01-02) gave notice."
     assert finish(text, ("Tenant [PERSON]", "PERSON"))["spans"] == []
+    assert (
+        finish("my name is Ann Lee and I work late", ("my name is [PERSON]", "PERSON"))["spans"]
+        == []
+    )  # a name has no sentence's end to run to
     # ... and one between two copied pieces is what lies between them.
     got = finish(text, ("Tenant [PERSON] (born [DATE_OF_BIRTH])", "PERSON"))
     assert got["spans"] == [
@@ -178,6 +189,12 @@ def test_a_proven_value_glued_to_another_is_split_off() -> None:
     assert got["spans"] == [
         {"text": "Vitor Gomes", "type": "PERSON"},
         {"text": "francisco59@example.com", "type": "EMAIL"},
+    ]
+    # What stood beside the value loses its label.
+    got = finish("Ann Lee, SSN 443-55-5303", ("Ann Lee, SSN 443-55-5303", "PERSON"))
+    assert got["spans"] == [
+        {"text": "Ann Lee", "type": "PERSON"},
+        {"text": "443-55-5303", "type": "SSN"},
     ]
     # An address may hold a value that looks proven; it stays whole.
     text = "Send it to Unit 4, 12 High St, Leeds, tel 555-123-4567 inside."
