@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specialists.builtin.definition import TEXT_INPUT, Definition, as_written, quoted_items
+from specialists.builtin.definition import (
+    MONTH,
+    TEXT_INPUT,
+    Definition,
+    as_written,
+    quoted_items,
+)
 
 ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "DATE", "PRODUCT", "EVENT", "MONEY")
 
@@ -20,10 +26,6 @@ def check_entities(input_: dict[str, Any], output: dict[str, Any]) -> str | None
     return None
 
 
-MONTH = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
-    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?)"
-)
 WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 DATE = re.compile(

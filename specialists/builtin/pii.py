@@ -9,6 +9,7 @@ from typing import Any
 
 from specialists.builtin.columns import typed_cells
 from specialists.builtin.definition import (
+    MONTH,
     TEXT_INPUT,
     Definition,
     as_written,
@@ -30,6 +31,11 @@ PII_TYPES = (
 
 DIGIT_TYPES = frozenset(PII_TYPES) - {"PERSON", "ADDRESS"}
 """The types no value without a digit (or an "@") can be."""
+
+
+def _numberless(value: str) -> bool:
+    """Whether ``value`` has neither a digit nor an "@": it can be of no :data:`DIGIT_TYPES`."""
+    return not any(c.isdigit() or c == "@" for c in value)
 
 
 def check_spans(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
@@ -58,10 +64,6 @@ DATE_LIKE = re.compile(
     r"|\d{1,2}\.? [A-Za-z]{3,9}\.? \d{4}"  # 5 Dec 1922
     r"|[A-Za-z]{3,9}\.? \d{1,2},? \d{4}"  # December 5, 1922
 )
-MONTH = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
-    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?)"
-)
 WRITTEN_DATE = re.compile(
     r"\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{4}-\d{2}-\d{2}"
     rf"|\d{{1,2}}\.? {MONTH},? \d{{4}}|{MONTH} \d{{1,2}},? \d{{4}}"
@@ -75,14 +77,11 @@ PHONE_NORTH_AMERICAN = re.compile(
     rf"{EXTENSION}(?![\w-])"
 )
 """Phone layouts no other value is written in: a country code after "+", or 3-3-4 digits."""
-LABEL = re.compile(r"[\W_]*(?:tel|ph|phone|mob|mobile|cell|fax|call|e-?mail|mail|ip|iban)?[\W_]*",
-                   re.IGNORECASE)  # fmt: skip
+LABEL_NAMES = r"tel|ph|phone|mob|mobile|cell|fax|e-?mail|mail|ip|iban"
+LABEL = re.compile(rf"[\W_]*(?:{LABEL_NAMES}|call)?[\W_]*", re.IGNORECASE)
 """What may stand beside a proven value in one span of the model's ("tel. +33 6 36 08 62 72")."""
-LABEL_WORDS = re.compile(
-    r"(?:^|\s)(?:tel|ph|phone|mob|mobile|cell|fax|e-?mail|mail|ip|iban|ssn|card|dob)\b\.?:?\s*$"
-    r"|^\s*(?:tel|ph|phone|mob|mobile|cell|fax|e-?mail|mail|ip|iban|ssn|card|dob)\b\.?:?",
-    re.IGNORECASE,
-)
+LABEL_WORD = rf"(?:{LABEL_NAMES}|ssn|card|dob)\b\.?:?"
+LABEL_WORDS = re.compile(rf"(?:^|\s){LABEL_WORD}\s*$|^\s*{LABEL_WORD}", re.IGNORECASE)
 """A label at the end or start of what stood beside a value ("Ann Lee, SSN")."""
 ROLE = re.compile(
     r"(?:tenant|landlord|patient|student|pupil|customer|client|caller|guest|visitor|applicant"
@@ -322,7 +321,7 @@ def read_placeholders(text: str, template: str, *, whole: bool) -> list[tuple[st
 
 ABBREVIATIONS = frozenset(
     ("st", "dr", "mr", "mrs", "ms", "rd", "ave", "blvd", "apt", "no", "nr", "jr", "sr", "mt",
-     "ft", "av", "co", "inc", "ltd", "dott", "prof", "sig", "sra", "sr")
+     "ft", "av", "co", "inc", "ltd", "dott", "prof", "sig", "sra")
 )  # fmt: skip
 """Words whose full stop does not end a sentence ("St.", "Dr.", "Apt.")."""
 
@@ -374,9 +373,10 @@ def _whole_address(text: str, value: str, others: list[str]) -> str:
             break
         head = text[: start - 2]
         clause = max((m.end() for m in CLAUSE_END.finditer(head)), default=0)
-        part = head[max(clause, head.rfind(",") + 1) :].strip()
+        after_comma = head.rfind(",") + 1
+        part = head[max(clause, after_comma) :].strip()
         words = [word for word in part.split() if word not in NAME_PARTICLES]
-        opening = head.endswith(part) and max(clause, 0) >= head.rfind(",") + 1
+        opening = head.endswith(part) and clause >= after_comma
         if not (
             0 < len(words) <= 5
             and not (opening and len(words) == 1 and not any(c.isdigit() for c in part))
@@ -388,6 +388,10 @@ def _whole_address(text: str, value: str, others: list[str]) -> str:
             break
         start = head.rfind(part)
     return text[start:].split(value, 1)[0] + value if start >= 0 else value
+
+
+SEPARATORS = " \t\n,;:|/<>()"
+"""What may stand between two values glued into one span."""
 
 
 def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
@@ -404,9 +408,9 @@ def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
             return False
         parts = []
         for part in value.split(found["text"], 1):
-            part = LABEL_WORDS.sub("", part.strip(" \t\n,;:|/<>()")).strip(" \t\n,;:|/<>()")
+            part = LABEL_WORDS.sub("", part.strip(SEPARATORS)).strip(SEPARATORS)
             kind = retype(part, span["type"]) if part else None
-            if kind in DIGIT_TYPES and not any(c.isdigit() for c in part) and "@" not in part:
+            if kind in DIGIT_TYPES and _numberless(part):
                 kind = "PERSON" if _name_like(part) else None
             if kind is not None:
                 parts.append({"text": part, "type": kind})
@@ -482,7 +486,7 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
             kept.append(found)
     for value, column in typed_cells(text):
         kind = retype(value, column)
-        if kind in DIGIT_TYPES and not any(c.isdigit() or c == "@" for c in value):
+        if kind in DIGIT_TYPES and _numberless(value):
             continue  # "n/a" under "phone"
         if kind is not None and not any(value in span["text"] for span in kept):
             kept.append({"text": value, "type": kind})
