@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from specialists.builtin.addresses import find_addresses
 from specialists.builtin.columns import typed_cells
 from specialists.builtin.definition import (
     MONTH,
@@ -419,6 +420,36 @@ def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
     return False
 
 
+def _add_addresses(text: str, kept: list[dict[str, str]]) -> None:
+    """Adds to ``kept`` each address of ``text`` that
+    :func:`~specialists.builtin.addresses.find_addresses` reads, in place of the model's spans
+    inside it: the model's parts of an address ("Flat 14 80 Dudley Lees" and "Amandamouth, NSW,
+    2964"), or the address mistyped ("Estrada Moura, 3, ..." as a person), become the one
+    address. Where a span of the model's runs past it, or one inside it has a form that proves
+    another type, the model's reading stands. A span that also occurs outside it is kept."""
+    for start, end in find_addresses(text):
+        absorbed: list[int] = []
+        for index, span in enumerate(kept):
+            occurrences = [m.span() for m in re.finditer(re.escape(span["text"]), text)]
+            touching = [(a, b) for a, b in occurrences if a < end and start < b]
+            if not touching:
+                continue
+            over = text[end : max(b for _a, b in touching)]
+            if min(a for a, _b in touching) < start or over not in ("", "."):
+                break  # the model's span is longer: its reading stands
+            if certain_type(span["text"]) not in (None, "ADDRESS"):
+                break
+            if len(touching) == len(occurrences):
+                absorbed.append(index)
+        else:
+            address = {"text": text[start:end], "type": "ADDRESS"}
+            if not absorbed:
+                kept.append(address)
+                continue
+            kept[absorbed[0]] = address
+            kept[:] = [s for i, s in enumerate(kept) if i == absorbed[0] or i not in absorbed]
+
+
 def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
     """The model's spans repaired and completed, and the redacted text rebuilt from them.
 
@@ -442,6 +473,9 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
       value in one span is split off (:func:`_split_off`). A cell of a CSV line under a
       header that names its column ("phone") is added with that type, unless a span holds it
       (:func:`~specialists.builtin.columns.typed_cells`).
+    - A postal address read by its shape (a street with its number, then postcode, town and
+      state parts) is added where the model missed it, and replaces the model's spans inside it
+      where it split or mistyped it (:func:`_add_addresses`).
     - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
       first, so every span found is redacted wherever it occurs; what the model's own redacted
       text hid stays hidden too (:func:`model_redactions`), even where its span was dropped.
@@ -490,6 +524,7 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
             continue  # "n/a" under "phone"
         if kind is not None and not any(value in span["text"] for span in kept):
             kept.append({"text": value, "type": kind})
+    _add_addresses(text, kept)
     types: dict[str, str] = {}
     for span in kept:
         types.setdefault(span["text"], span["type"])

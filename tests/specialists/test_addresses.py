@@ -1,0 +1,112 @@
+"""Postal addresses read by their shape (``specialists/builtin/addresses.py``), and ``pii``'s
+finish step adding them where the model missed, split or mistyped them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from specialists.builtin.addresses import find_addresses
+from specialists.builtin.pii import finish_spans
+
+
+def addresses(text: str) -> list[str]:
+    return [text[start:end] for start, end in find_addresses(text)]
+
+
+def finish(text: str, *spans: tuple[str, str]) -> dict[str, Any]:
+    output = {"redacted_text": "", "spans": [{"text": t, "type": k} for t, k in spans]}
+    return finish_spans({"text": text}, output)
+
+
+@pytest.mark.parametrize(
+    ("before", "address", "after"),
+    [
+        # Number first, a street type after the name, then town, state and postcode parts.
+        ("I moved to ", "76 Mills Pocket, West Richardton, SA, 2616", "."),
+        ("for ", "Unit 71 360 Blanchard Run, Angelaberg, QLD, 4585", "."),
+        ("to ", "5/722 Ryan Round, Matthewtown, NSW, 2619", ".\nAgent: ok"),
+        ("Ship to: Ann Lee, ", "0487 Hopkins Mews Suite 123, Port Frank, NE 12345", ". Phone: 1"),
+        ("at ", "959 Lee Shore Patriciamouth, LA 55348", ""),
+        ("", "Flat 5, Ryan Lane, New Town, AB1 2CD", ""),
+        ("", "Flat 49\nCarole Courts\nKieranbury\nCT5Y 0RW", ""),
+        ("to ", "67 Farnon Street W84 Y356 Karla Ville", "."),  # an Irish eircode
+        ("at ", "87/12 Franklin Rest, St. Alejandroberg, WA, 2619", ""),
+        # A street type before the name: French, Italian, Portuguese, Spanish.
+        ("for ", "32, boulevard de Cohen, 33539 Aubry-sur-Mer", "."),
+        ("", "Via Roma 12, 00100 Roma (RM)", ""),
+        ("", "Borgo Gino 5 Piano 8, Sesto Veronica, 08534 Potenza (PZ)", ""),
+        ("", "Rua das Flores, 123, Centro, 01310-100 São Paulo / SP", ""),
+        ("", "Calle Mayor 5, Piso 3, 28001 Madrid", ""),
+        ("", "Cañada Virginia Pintor 82\nHuesca, 35787", ""),
+        # One word with a Germanic street word; a Dutch postcode.
+        ("I moved to ", "Norahhof 25, 7054 OF, Feerwerd", ".\nAgent"),
+        ("", "Karl-Marx-Allee 5, 10243 Berlin", ""),
+        ("", "Schlosserplatz 1/1, 62855 Rothenburg ob der Tauber", "."),
+        # The sentence goes on after a postcode: the address ends there.
+        ("shipped to ", "Binnerplatz 79, Apt 27, Gera 91833", " for Hans Scheel."),
+        # A street with no number counts when a postcode follows it.
+        ("", "rue Bertin, 31469 Marion", ""),
+    ],
+)
+def test_an_address_is_read_whole(before: str, address: str, after: str) -> None:
+    assert addresses(before + address + after) == [address]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # A town only before a postcode or state, or at the address's end.
+        ("I live at 5 Baker Street, Tom said so.", ["5 Baker Street"]),
+        ("I live at 5 Baker Street Tom said", ["5 Baker Street"]),
+        ("In 2019 we met, and 3 Green Men played.", []),  # no street type after the name
+        ("He paid 30 Euro on Main Street.", []),  # no house number
+        ("Via Roma is lovely in spring.", []),  # a street with no number and no postcode
+        ("Regards, C. Forster\nFlat 45Q", []),  # initials are no street type
+        ("send mail to Ann Lee, 5 days ago", []),
+        ("Order 4411 shipped 5 Oak St.", ["5 Oak St"]),  # the full stop may be the sentence's
+        ("ip 10.0.0.5 Main Street", []),  # a number inside a value opens no street
+    ],
+)
+def test_what_is_not_an_address_is_not_read_as_one(text: str, found: list[str]) -> None:
+    assert addresses(text) == found
+
+
+def test_an_address_the_model_missed_is_added_and_redacted() -> None:
+    address = "76 Mills Pocket, West Richardton, SA, 2616"
+    text = f"Tenant Jo Todd (born 25.07.1986) gave notice for {address}."
+    got = finish(text, ("Jo Todd", "PERSON"), ("25.07.1986", "DATE_OF_BIRTH"))
+    assert got["spans"][-1] == {"text": address, "type": "ADDRESS"}
+    assert (
+        got["redacted_text"] == "Tenant [PERSON] (born [DATE_OF_BIRTH]) gave notice for [ADDRESS]."
+    )
+
+
+def test_the_models_parts_of_an_address_become_the_one_address() -> None:
+    text = "He gave notice for Flat 14 80 Dudley Lees, Amandamouth, NSW, 2964."
+    got = finish(text, ("Flat 14 80 Dudley Lees", "ADDRESS"), ("Amandamouth, NSW, 2964", "PERSON"))
+    address = "Flat 14 80 Dudley Lees, Amandamouth, NSW, 2964"
+    assert got["spans"] == [{"text": address, "type": "ADDRESS"}]
+    # A whole address the model mistyped is retyped, with its full stop off.
+    text = "I moved to Livdreef 3, 4710 FR, Milheeze.\nAgent: Noted."
+    got = finish(text, ("Livdreef 3, 4710 FR, Milheeze.", "PERSON"))
+    assert got["spans"] == [{"text": "Livdreef 3, 4710 FR, Milheeze", "type": "ADDRESS"}]
+
+
+def test_the_models_reading_stands_where_its_span_is_longer_or_proves_another_type() -> None:
+    text = "Deliver to 5 Baker Street, London NW1 6XE, UK please"
+    got = finish(text, ("5 Baker Street, London NW1 6XE, UK", "ADDRESS"))
+    assert [s["text"] for s in got["spans"]] == ["5 Baker Street, London NW1 6XE, UK"]
+    text = "Tenant Ann Lee, 5 Baker Street, London, SW1A 1AA, ann@example.com"
+    got = finish(text, ("Ann Lee", "PERSON"), ("London, SW1A 1AA, ann@example.com", "EMAIL"))
+    assert {"text": "5 Baker Street, London, SW1A 1AA", "type": "ADDRESS"} not in got["spans"]
+
+
+def test_a_span_that_also_occurs_outside_the_address_is_kept() -> None:
+    text = "Ms Lee of Lee Street: 5 Lee Street, Leeds, LS1 4AP."
+    got = finish(text, ("Lee", "PERSON"))
+    assert got["spans"] == [
+        {"text": "Lee", "type": "PERSON"},
+        {"text": "5 Lee Street, Leeds, LS1 4AP", "type": "ADDRESS"},
+    ]
