@@ -1,23 +1,15 @@
-"""Postal addresses read by their shape (``specialists/builtin/addresses.py``), and ``pii``'s
-finish step adding them where the model missed, split or mistyped them."""
+"""Postal addresses read by their shape (``specialists/builtin/addresses.py``); ``pii``'s finish
+step adding them is tested in ``test_finish.py``."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from specialists.builtin.addresses import find_addresses
-from specialists.builtin.pii import finish_spans
 
 
 def addresses(text: str) -> list[str]:
     return [text[start:end] for start, end in find_addresses(text)]
-
-
-def finish(text: str, *spans: tuple[str, str]) -> dict[str, Any]:
-    output = {"redacted_text": "", "spans": [{"text": t, "type": k} for t, k in spans]}
-    return finish_spans({"text": text}, output)
 
 
 @pytest.mark.parametrize(
@@ -71,42 +63,3 @@ def test_an_address_is_read_whole(before: str, address: str, after: str) -> None
 )
 def test_what_is_not_an_address_is_not_read_as_one(text: str, found: list[str]) -> None:
     assert addresses(text) == found
-
-
-def test_an_address_the_model_missed_is_added_and_redacted() -> None:
-    address = "76 Mills Pocket, West Richardton, SA, 2616"
-    text = f"Tenant Jo Todd (born 25.07.1986) gave notice for {address}."
-    got = finish(text, ("Jo Todd", "PERSON"), ("25.07.1986", "DATE_OF_BIRTH"))
-    assert got["spans"][-1] == {"text": address, "type": "ADDRESS"}
-    assert (
-        got["redacted_text"] == "Tenant [PERSON] (born [DATE_OF_BIRTH]) gave notice for [ADDRESS]."
-    )
-
-
-def test_the_models_parts_of_an_address_become_the_one_address() -> None:
-    text = "He gave notice for Flat 14 80 Dudley Lees, Amandamouth, NSW, 2964."
-    got = finish(text, ("Flat 14 80 Dudley Lees", "ADDRESS"), ("Amandamouth, NSW, 2964", "PERSON"))
-    address = "Flat 14 80 Dudley Lees, Amandamouth, NSW, 2964"
-    assert got["spans"] == [{"text": address, "type": "ADDRESS"}]
-    # A whole address the model mistyped is retyped, with its full stop off.
-    text = "I moved to Livdreef 3, 4710 FR, Milheeze.\nAgent: Noted."
-    got = finish(text, ("Livdreef 3, 4710 FR, Milheeze.", "PERSON"))
-    assert got["spans"] == [{"text": "Livdreef 3, 4710 FR, Milheeze", "type": "ADDRESS"}]
-
-
-def test_the_models_reading_stands_where_its_span_is_longer_or_proves_another_type() -> None:
-    text = "Deliver to 5 Baker Street, London NW1 6XE, UK please"
-    got = finish(text, ("5 Baker Street, London NW1 6XE, UK", "ADDRESS"))
-    assert [s["text"] for s in got["spans"]] == ["5 Baker Street, London NW1 6XE, UK"]
-    text = "Tenant Ann Lee, 5 Baker Street, London, SW1A 1AA, ann@example.com"
-    got = finish(text, ("Ann Lee", "PERSON"), ("London, SW1A 1AA, ann@example.com", "EMAIL"))
-    assert {"text": "5 Baker Street, London, SW1A 1AA", "type": "ADDRESS"} not in got["spans"]
-
-
-def test_a_span_that_also_occurs_outside_the_address_is_kept() -> None:
-    text = "Ms Lee of Lee Street: 5 Lee Street, Leeds, LS1 4AP."
-    got = finish(text, ("Lee", "PERSON"))
-    assert got["spans"] == [
-        {"text": "Lee", "type": "PERSON"},
-        {"text": "5 Lee Street, Leeds, LS1 4AP", "type": "ADDRESS"},
-    ]

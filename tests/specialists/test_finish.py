@@ -324,3 +324,42 @@ def test_a_cell_under_a_pii_column_is_redacted_unless_a_span_holds_it() -> None:
     assert finish("name,phone\nAnn Lee,n/a", ("Ann Lee", "PERSON"))["spans"] == [
         {"text": "Ann Lee", "type": "PERSON"}
     ]
+
+
+def test_an_address_the_model_missed_is_added_and_redacted() -> None:
+    address = "76 Mills Pocket, West Richardton, SA, 2616"
+    text = f"Tenant Jo Todd (born 25.07.1986) gave notice for {address}."
+    got = finish(text, ("Jo Todd", "PERSON"), ("25.07.1986", "DATE_OF_BIRTH"))
+    assert got["spans"][-1] == {"text": address, "type": "ADDRESS"}
+    assert (
+        got["redacted_text"] == "Tenant [PERSON] (born [DATE_OF_BIRTH]) gave notice for [ADDRESS]."
+    )
+
+
+def test_the_models_parts_of_an_address_become_the_one_address() -> None:
+    text = "He gave notice for Flat 14 80 Dudley Lees, Amandamouth, NSW, 2964."
+    got = finish(text, ("Flat 14 80 Dudley Lees", "ADDRESS"), ("Amandamouth, NSW, 2964", "PERSON"))
+    address = "Flat 14 80 Dudley Lees, Amandamouth, NSW, 2964"
+    assert got["spans"] == [{"text": address, "type": "ADDRESS"}]
+    # A whole address the model mistyped is retyped, with its full stop off.
+    text = "I moved to Livdreef 3, 4710 FR, Milheeze.\nAgent: Noted."
+    got = finish(text, ("Livdreef 3, 4710 FR, Milheeze.", "PERSON"))
+    assert got["spans"] == [{"text": "Livdreef 3, 4710 FR, Milheeze", "type": "ADDRESS"}]
+
+
+def test_the_models_reading_stands_where_its_span_is_longer_or_proves_another_type() -> None:
+    text = "Deliver to 5 Baker Street, London NW1 6XE, UK please"
+    got = finish(text, ("5 Baker Street, London NW1 6XE, UK", "ADDRESS"))
+    assert [s["text"] for s in got["spans"]] == ["5 Baker Street, London NW1 6XE, UK"]
+    text = "Tenant Ann Lee, 5 Baker Street, London, SW1A 1AA, ann@example.com"
+    got = finish(text, ("Ann Lee", "PERSON"), ("London, SW1A 1AA, ann@example.com", "EMAIL"))
+    assert {"text": "5 Baker Street, London, SW1A 1AA", "type": "ADDRESS"} not in got["spans"]
+
+
+def test_a_span_that_also_occurs_outside_the_address_is_kept() -> None:
+    text = "Ms Lee of Lee Street: 5 Lee Street, Leeds, LS1 4AP."
+    got = finish(text, ("Lee", "PERSON"))
+    assert got["spans"] == [
+        {"text": "Lee", "type": "PERSON"},
+        {"text": "5 Lee Street, Leeds, LS1 4AP", "type": "ADDRESS"},
+    ]
