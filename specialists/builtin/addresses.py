@@ -34,8 +34,12 @@ PARTICLES = rf"(?:{_NAME_PARTICLES}|of|the|an|am|im|bei|ob|sur|sous|en|upon|on)"
 """Lower-case words inside a town's name ("Pfaffenhofen an der Ilm", "Stratford upon Avon")."""
 NAME_WORD = rf"(?:{_CAPITAL}|{NAME_PARTICLES}|\d+(?:st|nd|rd|th|ª|º)?)"
 """A word of a street's name: capitalised, a particle, or an ordinal ("5th Avenue")."""
-_TOWN_WORD = rf"(?:{_CAPITAL}|\d+[ªº])"
-TOWN = rf"(?:{PARTICLES}[ -])*{_CAPITAL}(?:[ -](?:{PARTICLES}[ -])*{_TOWN_WORD}){{0,6}}"
+_TOWN_CAPITAL = rf"(?:(?:St|Mt|Ft|Pt)\.\s?)?[{UPPER}][\w{APOSTROPHES}]*(?:-[\w{APOSTROPHES}]+)*"
+"""A capitalised word of a town's name, with its hyphenated parts ("Aubry-sur-Mer",
+"Fayt-lez-Manage"). Words are joined by spaces only: a hyphen both inside a word and between
+words would let the pattern split "A-A-A-..." in exponentially many ways."""
+_TOWN_WORD = rf"(?:{_TOWN_CAPITAL}|\d+[ªº])"
+TOWN = rf"(?:{PARTICLES} )*{_TOWN_CAPITAL}(?: (?:{PARTICLES} )*{_TOWN_WORD}){{0,6}}"
 """A town: capitalised words, particles among them ("Santa Cristina Di Borgomanero", "da
 Cunha"), on one line."""
 
