@@ -9,8 +9,11 @@ parser reads them. A street is one of:
 - a type before the name, then the number ("Via Roma 12", "Rua das Flores, 123");
 - one word ending in a Germanic street word ("Hauptstraße 5", "Jiplaan 79").
 
-After it come up to :data:`MOST_PARTS` unit, postcode, town and state parts. A street written
-without a number ("rue Bertin, 31469 Marion") counts only when a postcode follows it.
+After it come up to :data:`MOST_PARTS` unit, postcode, town and state parts. Shapes that other
+text has too need more evidence: a street written without a number ("rue Bertin, 31469
+Marion"), or with a street type that is also an English word ("via", "-ring"), counts only when
+a postcode follows it, and a number and name before a street type ("3 Easy Steps") only after a
+word that introduces an address or before a postcode or state.
 
 The street types are the postal services' own lists (USPS Publication 28, Australia's AS 4590,
 Italy's DUG, Brazil's Correios, Spain's, France's, the Dutch and German street words), which
@@ -34,7 +37,16 @@ PARTICLES = rf"(?:{_NAME_PARTICLES}|of|the|an|am|im|bei|ob|sur|sous|en|upon|on)"
 """Lower-case words inside a town's name ("Pfaffenhofen an der Ilm", "Stratford upon Avon")."""
 NAME_WORD = rf"(?:{_CAPITAL}|{NAME_PARTICLES}|\d+(?:st|nd|rd|th|ª|º)?)"
 """A word of a street's name: capitalised, a particle, or an ordinal ("5th Avenue")."""
-_TOWN_CAPITAL = rf"(?:(?:St|Mt|Ft|Pt)\.\s?)?[{UPPER}][\w{APOSTROPHES}]*(?:-[\w{APOSTROPHES}]+)*"
+NOT_TOWNS = (
+    r"Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|March|April"
+    r"|May|June|July|August|September|October|November|December|Thanks|Thank|Regards|Cheers"
+    r"|Best|Kind|Hi|Hello|Dear|Yes|No|Please|Sincerely|Today|Tomorrow|Yesterday"
+)
+"""Capitalised words after a comma that are no town ("5 Baker Street, Tuesday")."""
+_TOWN_CAPITAL = (
+    rf"(?!(?:{NOT_TOWNS})\b)"
+    rf"(?:(?:St|Mt|Ft|Pt)\.\s?)?[{UPPER}][\w{APOSTROPHES}]*(?:-[\w{APOSTROPHES}]+)*"
+)
 """A capitalised word of a town's name, with its hyphenated parts ("Aubry-sur-Mer",
 "Fayt-lez-Manage"). Words are joined by spaces only: a hyphen both inside a word and between
 words would let the pattern split "A-A-A-..." in exponentially many ways."""
@@ -99,15 +111,22 @@ PREFIXES = [
     # Polish
     "ulica", "ul", "aleja", "plac", "osiedle",
 ]  # fmt: skip
-"""Street types written before the name, matched in any case ("Rue", "rue"); types that are
-also everyday English words ("place", "route", "square", "mail") are left out."""
+"""Street types written before the name, capitalised or not ("Rue", "rue"). Types that are
+everyday English words are left out ("place", "route", "square", "mail"), or taken only
+capitalised unless a postcode follows (:data:`ENGLISH_WORDS`)."""
+ENGLISH_WORDS = ("via", "plaza", "vale", "diagonal", "vial", "campo", "largo", "lago")
+"""Street types written before the name that English text also uses ("sent via FedEx 2 days
+ago"): written in lower case, such a street counts only with a postcode after it."""
 GERMANIC = [
     "straße", "strasse", "str", "straat", "weg", "laan", "plein", "gracht", "hof", "kade",
-    "singel", "dijk", "dreef", "pad", "steeg", "markt", "baan", "boulevard", "gasse", "platz",
-    "allee", "ring", "damm", "ufer", "chaussee", "pfad", "stieg", "gata", "gatan", "gate", "vej",
-    "vägen", "veien", "gade", "väg",
+    "singel", "dijk", "dreef", "steeg", "markt", "baan", "boulevard", "gasse", "platz",
+    "allee", "ring", "pad", "gate", "damm", "ufer", "chaussee", "pfad", "stieg", "gata", "gatan",
+    "vej", "vägen", "veien", "gade", "väg",
 ]  # fmt: skip
 """Street words written as the end of one word ("Hauptstraße", "Jiplaan")."""
+ENGLISH_ENDINGS = ("ring", "pad", "gate")
+"""Street-word endings that end English words too ("During 2020", "Notepad 2"): such a street
+counts only with a postcode after it."""
 UNITS = [
     "Unit", "Apt", "Apartment", "Flat", "Suite", "Ste", "Level", "Lvl", "Shop", "Studio", "Room",
     "Floor", "Fl", "Piso", "Puerta", "Piano", "Appartamento", "Interno", "Scala", "Étage", "Etage",
@@ -120,39 +139,65 @@ def _words(words: list[str]) -> str:
     return "|".join(re.escape(word) for word in sorted(set(words), key=len, reverse=True))
 
 
+_PREFIX = _words([word.capitalize() for word in PREFIXES] + PREFIXES)
+DIRECTION = r"(?:N|S|E|W|NE|NW|SE|SW)"
+"""A compass point before or after a street's name ("123 N. Main St", "1600 Pennsylvania
+Avenue NW")."""
+
+
 NUMBER = r"\d{1,5}[A-Za-z]?(?:[/-]\d{1,5}[A-Za-z]?)?(?!\w)"
 """A house number: "12", "12a", "5/722", "12-14"."""
 UNIT = rf"(?:{_words(UNITS)})\.?\s+[\w-]{{1,6}}"
 """A unit: "Unit 71", "Apt. 4", "Piano 8"."""
+_SUFFIXED = (
+    rf"(?:{DIRECTION}\.?[ \t]+)?(?:{NAME_WORD}[ \t]+){{1,3}}(?:{_words(SUFFIXES)})s?\b\.?"
+    rf"(?:[ \t]+{DIRECTION}\b\.?)?"
+)
 STREET = re.compile(
     rf"(?<![\w+./@{APOSTROPHES}-])(?:"
-    rf"(?:{UNIT},?\s+)?{NUMBER},?[ \t]+(?:{NAME_WORD}[ \t]+){{1,3}}(?:{_words(SUFFIXES)})s?\b\.?"
-    rf"|(?:{UNIT},?\s+)?{NUMBER},?[ \t]+(?i:{_words(PREFIXES)})\.?[ \t]+"
+    rf"(?P<suffixed>(?:{UNIT},?\s+)?{NUMBER},?[ \t]+{_SUFFIXED}|{UNIT},?\s+{_SUFFIXED})"
+    rf"|(?:{UNIT},?\s+)?{NUMBER},?[ \t]+(?:{_PREFIX})\.?[ \t]+"
     rf"(?:{NAME_WORD}[ \t]+){{0,3}}{_CAPITAL}"
-    rf"|{UNIT},?\s+(?:{NAME_WORD}[ \t]+){{1,3}}(?:{_words(SUFFIXES)})s?\b\.?"
-    rf"|(?i:{_words(PREFIXES)})\.?[ \t]+(?:{NAME_WORD}[ \t]+){{0,4}}?{_CAPITAL}"
+    rf"|(?:{_PREFIX})\.?[ \t]+(?:{NAME_WORD}[ \t]+){{0,4}}?{_CAPITAL}"
     rf",?[ \t]+(?:n[º°o.]\s*)?(?!\d{{4,5}}\s+[{UPPER}]){NUMBER}"
-    rf"|(?i:{_words(PREFIXES)})\.?[ \t]+(?:{NAME_WORD}[ \t]+){{0,4}}{_CAPITAL}"
+    rf"|(?:{_PREFIX})\.?[ \t]+(?:{NAME_WORD}[ \t]+){{0,4}}{_CAPITAL}"
     rf"|[{UPPER}][\w{APOSTROPHES}-]*(?i:{_words(GERMANIC)})\.?[ \t]+{NUMBER}"
     rf"|(?:{_CAPITAL}[ \t]+){{1,2}}(?:Straße|Strasse|Weg|Allee|Platz|Gasse|Ring)[ \t]+{NUMBER}"
     rf")"
 )
-"""A street, in the layouts of the module's docstring; one with no digit needs a postcode."""
+"""A street, in the layouts of the module's docstring. One with no digit, or with a lower-case
+type that is also an English word (:data:`ENGLISH_WORDS`), needs a postcode after it. A number
+and name before a street type (``suffixed``) need a postcode or state after them, or words that
+introduce an address before them (:data:`INTRODUCED`), as "3 Easy Steps" has that shape too."""
+ENGLISH_STREET = re.compile(
+    rf"(?:{UNIT},?\s+)?(?:{NUMBER},?[ \t]+)?(?:{'|'.join(ENGLISH_WORDS)})\b"
+    rf"|[{UPPER}][\w{APOSTROPHES}-]*(?i:{'|'.join(ENGLISH_ENDINGS)})\.?[ \t]+{NUMBER}$"
+)
+"""A street that opens with a lower-case :data:`ENGLISH_WORDS` type, or is one word with an
+:data:`ENGLISH_ENDINGS` ending and its number."""
+INTRODUCED = re.compile(
+    r"(?:^|[\n:;,(|=\[]|\b(?:at|to|for|from|in|on|of|near|is|was|and|or|address|addr|lives?"
+    r"|living|moved|located|ship|shipped|deliver|delivered|send|sent|visit|visiting))[ \t]*$",
+    re.IGNORECASE,
+)
+"""What may stand right before a street that has nothing after it to show it is one: the start
+of a line or field, or a word such as "at", "to", "moved"."""
 
 POSTCODE = (
     r"(?:\d{5}(?:-\d{3,4})?"  # US ZIP (+4), DE, FR, IT, ES, BR "01310-100"
     r"|\d{8}"  # BR, unpunctuated
     r"|\d{4}(?:\s?[A-Z]{2})?"  # NL "1234 AB"; AU, AT, BE, CH, DK
     r"|\d{4}-\d{3}|\d{2}-\d{3}"  # PT, PL
+    r"|\d{3} \d{2}"  # SE, CZ, SK "111 43"
     r"|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"  # UK
     r"|[A-Z]\d[A-Z]\s?\d[A-Z]\d"  # CA
     r"|[AC-FHKNPRTV-Y]\d{2}\s?[AC-FHKNPRTV-Y\d]{4}"  # IE eircode
     r")(?!\w)"
 )
 STATE = r"[A-Z]{2,3}(?!\w)"
-"""A state, province or county code: "NSW", "QLD", "NY", "(RM)"."""
-REGION = rf"(?:\s*\({STATE}\)|\s*/\s*{STATE}|\s+{STATE}(?:\s+{POSTCODE})?)"
-"""What may follow a town: "(RM)", "/ SP", "NY 10001"."""
+"""A state, province or county code: "NSW", "QLD", "NY"."""
+REGION = rf"(?:\s*\({STATE}\)|\s*[/-]\s*{STATE}|\s+{STATE}(?:\s+{POSTCODE})?)"
+"""What may follow a town: "(RM)", "/ SP", "- SP", "NY 10001"."""
 _LAST = rf"(?:{STATE}(?:\s+{POSTCODE})?|{POSTCODE})(?=\s*(?:[,;.!?)\]\n|]|$))"
 """A state or postcode that ends an address."""
 ENDS = rf"(?=\s*(?:[,;.!?)\]\n|]|$)|\s+(?:{POSTCODE}|{UNIT}|{TOWN},?\s+{_LAST}))"
@@ -180,7 +225,9 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
     """The (start, end) of each postal address in ``text``, in order: a :data:`STREET` and up to
     :data:`MOST_PARTS` parts after it, each after a comma or a line break (:data:`PART`) or a
     space (:data:`SPACED_PART`). A part is taken only where the address can end after it or go
-    on (:data:`ENDS`), so the words of a sentence after an address are not a town."""
+    on (:data:`ENDS`), so the lower-case words of a sentence after an address are no town; a
+    capitalised word alone after a comma is ("5 Baker Street, London", and so also "..., John
+    Smith"), unless it is a weekday, a month or a greeting (:data:`NOT_TOWNS`)."""
     found: list[tuple[int, int]] = []
     for street in STREET.finditer(text):
         if found and street.start() < found[-1][1]:
@@ -200,7 +247,15 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
             postcode = postcode or _has_postcode(part.group())
             if last:
                 break
-        if not postcode and not any(c.isdigit() for c in street.group()):
+        if not postcode and (
+            not any(c.isdigit() for c in street.group()) or ENGLISH_STREET.match(street.group())
+        ):
+            continue
+        if (
+            street.group("suffixed")
+            and not (postcode or re.search(rf"\b{STATE}", text[street.end() : end]))
+            and not INTRODUCED.search(text, max(0, street.start() - 40), street.start())
+        ):
             continue
         if text[end - 1] == ".":
             end -= 1  # "5 Oak St." at a sentence's end: the full stop may be the sentence's

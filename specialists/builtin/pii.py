@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
@@ -422,32 +423,54 @@ def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
 
 def _add_addresses(text: str, kept: list[dict[str, str]]) -> None:
     """Adds to ``kept`` each address of ``text`` that
-    :func:`~specialists.builtin.addresses.find_addresses` reads, in place of the model's spans
-    inside it: the model's parts of an address ("Flat 14 80 Dudley Lees" and "Amandamouth, NSW,
-    2964"), or the address mistyped ("Estrada Moura, 3, ..." as a person), become the one
-    address. Where a span of the model's runs past it, or one inside it has a form that proves
-    another type, the model's reading stands. A span that also occurs outside it is kept."""
-    for start, end in find_addresses(text):
-        absorbed: list[int] = []
-        for index, span in enumerate(kept):
-            occurrences = [m.span() for m in re.finditer(re.escape(span["text"]), text)]
-            touching = [(a, b) for a, b in occurrences if a < end and start < b]
-            if not touching:
-                continue
-            over = text[end : max(b for _a, b in touching)]
-            if min(a for a, _b in touching) < start or over not in ("", "."):
-                break  # the model's span is longer: its reading stands
-            if certain_type(span["text"]) not in (None, "ADDRESS"):
-                break
-            if len(touching) == len(occurrences):
-                absorbed.append(index)
-        else:
-            address = {"text": text[start:end], "type": "ADDRESS"}
-            if not absorbed:
-                kept.append(address)
-                continue
-            kept[absorbed[0]] = address
-            kept[:] = [s for i, s in enumerate(kept) if i == absorbed[0] or i not in absorbed]
+    :func:`~specialists.builtin.addresses.find_addresses` reads and the model did not list as
+    it is, once per occurrence, in place of the model's spans inside it: the model's parts of
+    an address ("Flat 14 80 Dudley Lees" and "Amandamouth, NSW, 2964"), or the address mistyped
+    ("Estrada Moura, 3, ..." as a person), become the one address, where the first of them
+    stood. Where a span of the model's runs past it, the model's reading stands. A span that
+    also occurs outside it is kept."""
+    found = find_addresses(text)
+    if not found:
+        return
+    listed = Counter(span["text"] for span in kept if span["type"] == "ADDRESS")
+    occurrences = {
+        value: [m.span() for m in re.finditer(re.escape(value), text)]
+        for value in {span["text"] for span in kept}
+        if value
+    }
+    spans = sorted((a, b, value) for value, where in occurrences.items() for a, b in where)
+    starts = [a for a, _b, _value in spans]
+    longest = max((b - a for a, b, _value in spans), default=0)
+    absorbing: dict[str, tuple[int, int]] = {}  # a model's value -> the address it is part of
+    added: list[str] = []
+    for start, end in found:
+        address = text[start:end]
+        if listed[address]:
+            listed[address] -= 1  # this occurrence is one the model listed as an address
+            continue
+        touching: dict[str, list[tuple[int, int]]] = {}
+        for a, b, value in spans[bisect_left(starts, start - longest) : bisect_left(starts, end)]:
+            if b > start:
+                touching.setdefault(value, []).append((a, b))
+        if any(
+            where[0][0] < start or text[end : where[-1][1]] not in ("", ".")
+            for where in touching.values()
+        ):
+            continue  # the model's span is longer: its reading stands
+        inside = [value for value, where in touching.items() if where == occurrences[value]]
+        absorbing.update(dict.fromkeys(inside, (start, end)))
+        if not inside:
+            added.append(address)
+    placed: set[tuple[int, int]] = set()
+    rebuilt: list[dict[str, str]] = []
+    for span in kept:
+        whole = absorbing.get(span["text"])
+        if whole is None:
+            rebuilt.append(span)
+        elif whole not in placed:
+            placed.add(whole)
+            rebuilt.append({"text": text[whole[0] : whole[1]], "type": "ADDRESS"})
+    kept[:] = rebuilt + [{"text": address, "type": "ADDRESS"} for address in added]
 
 
 def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:

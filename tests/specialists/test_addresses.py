@@ -40,6 +40,14 @@ def addresses(text: str) -> list[str]:
         ("shipped to ", "Binnerplatz 79, Apt 27, Gera 91833", " for Hans Scheel."),
         # A street with no number counts when a postcode follows it.
         ("", "rue Bertin, 31469 Marion", ""),
+        # Compass points, a "- SP" state, Swedish postcodes; a lower-case "via" before a postcode.
+        ("", "1600 Pennsylvania Avenue NW, Washington, DC 20500", ""),
+        ("", "100 Queen St W, Toronto, ON M5H 2N2", ""),
+        ("", "123 N. Main St., Springfield, IL 62704", ""),
+        ("", "Avenida Paulista, 1578, Bela Vista, São Paulo - SP, 01310-200", ""),
+        ("", "Kungsgatan 5, 111 43 Stockholm", ""),
+        ("abito in ", "via Roma 12, 00100 Roma", ""),
+        ("", "Linda-Gollner-Ring 5, 9083 Gloggnitz", ""),
     ],
 )
 def test_an_address_is_read_whole(before: str, address: str, after: str) -> None:
@@ -57,6 +65,20 @@ def test_an_address_is_read_whole(before: str, address: str, after: str) -> None
         ("Via Roma is lovely in spring.", []),  # a street with no number and no postcode
         ("Regards, C. Forster\nFlat 45Q", []),  # initials are no street type
         ("send mail to Ann Lee, 5 days ago", []),
+        # Words that end in a street word, and street types that are English words, need a
+        # postcode after them.
+        ("During 2020, I moved to Leeds.", []),
+        ("Monitoring 24/7 is included.", []),
+        ("I sent it via FedEx 2 days ago.", []),
+        ("We held 3 via Zoom calls.", []),
+        # A number, name and street type alone need a word that introduces an address.
+        ("Follow these 3 Easy Steps", []),
+        ("Buy a 3 Day Pass", []),
+        ("Top 5 Dog Parks", []),
+        ("I live at 5 Baker Street with my wife.", ["5 Baker Street"]),
+        # Weekdays, months and greetings after a comma are no town.
+        ("See you at 5 Baker Street, Tuesday.", ["5 Baker Street"]),
+        ("It is 5 Baker Street, Thanks!", ["5 Baker Street"]),
         ("Order 4411 shipped 5 Oak St.", ["5 Oak St"]),  # the full stop may be the sentence's
         ("ip 10.0.0.5 Main Street", []),  # a number inside a value opens no street
         # Hyphens inside and between words, read in linear time (this took hours once).

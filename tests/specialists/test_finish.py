@@ -356,6 +356,14 @@ def test_the_models_reading_stands_where_its_span_is_longer_or_proves_another_ty
     assert {"text": "5 Baker Street, London, SW1A 1AA", "type": "ADDRESS"} not in got["spans"]
 
 
+def test_an_address_is_listed_once_per_occurrence() -> None:
+    address = "5 Lee Street, Leeds, LS1 4AP"
+    text = f"Old: {address}. New: {address}."
+    for listed in range(3):
+        got = finish(text, *[(address, "ADDRESS")] * listed)
+        assert got["spans"] == [{"text": address, "type": "ADDRESS"}] * 2
+
+
 def test_a_span_that_also_occurs_outside_the_address_is_kept() -> None:
     text = "Ms Lee of Lee Street: 5 Lee Street, Leeds, LS1 4AP."
     got = finish(text, ("Lee", "PERSON"))
