@@ -81,7 +81,7 @@ def test_an_address_is_read_whole(before: str, address: str, after: str) -> None
         ("It is 5 Baker Street, Thanks!", ["5 Baker Street"]),
         ("Order 4411 shipped 5 Oak St.", ["5 Oak St"]),  # the full stop may be the sentence's
         ("ip 10.0.0.5 Main Street", []),  # a number inside a value opens no street
-        # Hyphens inside and between words, read in linear time (this took hours once).
+        # Hyphens inside and between words, read in linear time (40 parts once took 10 s).
         ("5 Oak St, " + "A-" * 60 + "A x1", ["5 Oak St"]),
     ],
 )
