@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import re
 
+from specialists.builtin.definition import MONTH_NAMES, WEEKDAY
+
 UPPER = "A-ZÀ-ÖØ-Þ"
 APOSTROPHES = "'\u2019"
-_CAPITAL = rf"(?:(?:St|Mt|Ft|Pt)\.\s?[{UPPER}][\w{APOSTROPHES}-]*|[{UPPER}][\w{APOSTROPHES}-]*)"
+SAINT = r"(?:St|Mt|Ft|Pt)\.\s?"
+"""An abbreviation that opens a name with the word after it ("St. Albans", "Mt. Eden")."""
+_CAPITAL = rf"(?:{SAINT}[{UPPER}][\w{APOSTROPHES}-]*|[{UPPER}][\w{APOSTROPHES}-]*)"
 """A capitalised word; "St. Albans" and the like are one."""
 _NAME_PARTICLES = (
     r"de|del|della|delle|dei|des|di|da|das|do|dos|du|la|le|les|van|von|der|den|ten|ter|y|e"
@@ -38,14 +42,13 @@ PARTICLES = rf"(?:{_NAME_PARTICLES}|of|the|an|am|im|bei|ob|sur|sous|en|upon|on)"
 NAME_WORD = rf"(?:{_CAPITAL}|{NAME_PARTICLES}|\d+(?:st|nd|rd|th|ª|º)?)"
 """A word of a street's name: capitalised, a particle, or an ordinal ("5th Avenue")."""
 NOT_TOWNS = (
-    r"Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|March|April"
-    r"|May|June|July|August|September|October|November|December|Thanks|Thank|Regards|Cheers"
+    rf"{WEEKDAY}|{MONTH_NAMES}|Thanks|Thank|Regards|Cheers"
     r"|Best|Kind|Hi|Hello|Dear|Yes|No|Please|Sincerely|Today|Tomorrow|Yesterday"
 )
 """Capitalised words after a comma that are no town ("5 Baker Street, Tuesday")."""
 _TOWN_CAPITAL = (
     rf"(?!(?:{NOT_TOWNS})\b)"
-    rf"(?:(?:St|Mt|Ft|Pt)\.\s?)?[{UPPER}][\w{APOSTROPHES}]*(?:-[\w{APOSTROPHES}]+)*"
+    rf"(?:{SAINT})?[{UPPER}][\w{APOSTROPHES}]*(?:-[\w{APOSTROPHES}]+)*"
 )
 """A capitalised word of a town's name, with its hyphenated parts ("Aubry-sur-Mer",
 "Fayt-lez-Manage"). Words are joined by spaces only: a hyphen both inside a word and between
@@ -95,7 +98,7 @@ PREFIXES = [
     # Italian (DUG)
     "via", "viale", "piazza", "piazzale", "piazzetta", "corso", "vicolo", "vico", "strada",
     "contrada", "borgo", "largo", "lungomare", "rotonda", "stretto", "incrocio", "salita",
-    "discesa", "calle", "canale", "galleria", "località", "frazione", "rione", "traversa",
+    "discesa", "canale", "galleria", "località", "frazione", "rione", "traversa",
     "sentiero", "circonvallazione", "borgata",
     # Spanish
     "calle", "avenida", "avda", "paseo", "plaza", "camino", "carretera", "ronda", "glorieta",
@@ -135,8 +138,13 @@ UNITS = [
 """Words that open a unit within a building ("Apt. 4", "Piano 8")."""
 
 
-def _words(words: list[str]) -> str:
+def _words(words: list[str] | tuple[str, ...]) -> str:
     return "|".join(re.escape(word) for word in sorted(set(words), key=len, reverse=True))
+
+
+def _one_word(endings: list[str] | tuple[str, ...]) -> str:
+    """A street written as one word with one of ``endings``, then its number ("Jiplaan 79")."""
+    return rf"[{UPPER}][\w{APOSTROPHES}-]*(?i:{_words(endings)})\.?[ \t]+{NUMBER}"
 
 
 _PREFIX = _words([word.capitalize() for word in PREFIXES] + PREFIXES)
@@ -161,7 +169,7 @@ STREET = re.compile(
     rf"|(?:{_PREFIX})\.?[ \t]+(?:{NAME_WORD}[ \t]+){{0,4}}?{_CAPITAL}"
     rf",?[ \t]+(?:n[º°o.]\s*)?(?!\d{{4,5}}\s+[{UPPER}]){NUMBER}"
     rf"|(?:{_PREFIX})\.?[ \t]+(?:{NAME_WORD}[ \t]+){{0,4}}{_CAPITAL}"
-    rf"|[{UPPER}][\w{APOSTROPHES}-]*(?i:{_words(GERMANIC)})\.?[ \t]+{NUMBER}"
+    rf"|{_one_word(GERMANIC)}"
     rf"|(?:{_CAPITAL}[ \t]+){{1,2}}(?:Straße|Strasse|Weg|Allee|Platz|Gasse|Ring)[ \t]+{NUMBER}"
     rf")"
 )
@@ -171,13 +179,15 @@ and name before a street type (``suffixed``) need a postcode or state after them
 introduce an address before them (:data:`INTRODUCED`), as "3 Easy Steps" has that shape too."""
 ENGLISH_STREET = re.compile(
     rf"(?:{UNIT},?\s+)?(?:{NUMBER},?[ \t]+)?(?:{'|'.join(ENGLISH_WORDS)})\b"
-    rf"|[{UPPER}][\w{APOSTROPHES}-]*(?i:{'|'.join(ENGLISH_ENDINGS)})\.?[ \t]+{NUMBER}$"
+    rf"|{_one_word(ENGLISH_ENDINGS)}$"
 )
 """A street that opens with a lower-case :data:`ENGLISH_WORDS` type, or is one word with an
 :data:`ENGLISH_ENDINGS` ending and its number."""
+INTRODUCING = r"[:;\n(|]|\b(?:to|for|at|from|in|is|address|addr)\b"
+"""What ends the clause an address is written after ("... I moved to ", "Address: ")."""
 INTRODUCED = re.compile(
-    r"(?:^|[\n:;,(|=\[]|\b(?:at|to|for|from|in|on|of|near|is|was|and|or|address|addr|lives?"
-    r"|living|moved|located|ship|shipped|deliver|delivered|send|sent|visit|visiting))[ \t]*$",
+    rf"(?:^|[,=\[]|{INTRODUCING}|\b(?:on|of|near|was|and|or|lives?|living|moved|located|ship"
+    r"|shipped|deliver|delivered|send|sent|visit|visiting)\b)[ \t]*$",
     re.IGNORECASE,
 )
 """What may stand right before a street that has nothing after it to show it is one: the start
@@ -205,19 +215,18 @@ ENDS = rf"(?=\s*(?:[,;.!?)\]\n|]|$)|\s+(?:{POSTCODE}|{UNIT}|{TOWN},?\s+{_LAST}))
 _PART = rf"(?:{UNIT}|{POSTCODE}(?:,?\s+{TOWN})?|{TOWN}(?:\s+{POSTCODE})?|{STATE}){REGION}?"
 PART = re.compile(rf"{_PART}{ENDS}")
 """A part after a comma or a line break: a unit, a postcode and town, a town, a state."""
-SPACED_PART = re.compile(
-    rf"(?:{POSTCODE}(?:\s+{TOWN})?|{UNIT}"
-    rf"|{TOWN}(?=,?\s+{_LAST}))"
-    rf"{REGION}?{ENDS}"
-)
+_SPACED_PART = rf"(?:{POSTCODE}(?:\s+{TOWN})?|{UNIT}|{TOWN}(?=,?\s+{_LAST})){REGION}?"
+SPACED_PART = re.compile(rf"{_SPACED_PART}{ENDS}")
 """A part after a space: a postcode or unit ("... Street W84 Y356 Karla Ville"), or a town
 only before a state or postcode that ends the address ("... Shore Patriciamouth, LA 55348"),
 so "36 Ryan Lane Tom said" has no town."""
 BEFORE_WORDS = rf"(?=[ \t]+(?!{PARTICLES}\b)[a-z])"
 """Lower-case words after a part: the sentence goes on ("... Gera 91833 for Hans Scheel")."""
-LAST_PART = re.compile(rf"(?:{_PART}|{SPACED_PART.pattern[: -len(ENDS)]}){BEFORE_WORDS}")
+LAST_PART = re.compile(rf"(?:{_PART}|{_SPACED_PART}){BEFORE_WORDS}")
 """A part the sentence's words follow, which ends the address; taken only with a postcode."""
 GAP = re.compile(r"\s*,\s*|\s*\n\s*|\s+")
+POSTCODE_WITHIN = re.compile(rf"(?<![\w-]){POSTCODE}")
+STATE_WITHIN = re.compile(rf"\b{STATE}")
 MOST_PARTS = 5
 
 
@@ -241,10 +250,11 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
             part = (SPACED_PART if spaced else PART).match(text, gap.end())
             last = part is None
             part = part or LAST_PART.match(text, gap.end())
-            if part is None or (last and not _has_postcode(part.group())):
+            has_postcode = part is not None and POSTCODE_WITHIN.search(part.group()) is not None
+            if part is None or (last and not has_postcode):
                 break
             end = part.end()
-            postcode = postcode or _has_postcode(part.group())
+            postcode = postcode or has_postcode
             if last:
                 break
         if not postcode and (
@@ -253,7 +263,7 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
             continue
         if (
             street.group("suffixed")
-            and not (postcode or re.search(rf"\b{STATE}", text[street.end() : end]))
+            and not (postcode or STATE_WITHIN.search(text, street.end(), end))
             and not INTRODUCED.search(text, max(0, street.start() - 40), street.start())
         ):
             continue
@@ -261,7 +271,3 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
             end -= 1  # "5 Oak St." at a sentence's end: the full stop may be the sentence's
         found.append((street.start(), end))
     return found
-
-
-def _has_postcode(part: str) -> bool:
-    return re.search(rf"(?<![\w-]){POSTCODE}", part) is not None

@@ -15,11 +15,13 @@ TEXT_INPUT: dict[str, Any] = {
     "required": ["text"],
 }
 """The input of a specialist that reads one text."""
-MONTH = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
-    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?)"
+MONTH_NAMES = (
+    r"January|February|March|April|May|June|July|August|September|October|November|December"
 )
+MONTH = rf"(?:{MONTH_NAMES}|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?)"
 """An English month name, whole or abbreviated: what the finish steps read written dates by."""
+WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+"""An English weekday name."""
 
 
 def quoted_items(items: Any) -> TypeGuard[list[dict[str, Any]]]:

@@ -8,6 +8,7 @@ from typing import Any
 from specialists.builtin.definition import (
     MONTH,
     TEXT_INPUT,
+    WEEKDAY,
     Definition,
     as_written,
     quoted_items,
@@ -26,7 +27,6 @@ def check_entities(input_: dict[str, Any], output: dict[str, Any]) -> str | None
     return None
 
 
-WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 DATE = re.compile(
     rf"\b(?:{WEEKDAY},? )?(?:{DAY} {MONTH}(?:,? \d{{4}})?|{MONTH} {DAY}(?:,? \d{{4}})?"

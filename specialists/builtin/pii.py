@@ -8,7 +8,7 @@ from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
-from specialists.builtin.addresses import find_addresses
+from specialists.builtin.addresses import INTRODUCING, find_addresses
 from specialists.builtin.columns import typed_cells
 from specialists.builtin.definition import (
     MONTH,
@@ -354,7 +354,6 @@ def _cut_or_labelled(kept: list[dict[str, str]], found: dict[str, str]) -> dict[
     return None
 
 
-INTRODUCING = r"[:;\n(|]|\b(?:to|for|at|from|in|is|address|addr)\b"
 CLAUSE_END = re.compile(rf"(?:^|[.!?](?=\s)|{INTRODUCING})\s*", re.IGNORECASE)
 """What ends the clause an address is written in ("... I moved to ", "Address: ")."""
 INTRODUCED = re.compile(rf"(?:{INTRODUCING})\s*$", re.IGNORECASE)
