@@ -17,6 +17,7 @@ the step fails with the student's reason and says so.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -125,6 +126,8 @@ class Cascade:
         except (ModelUnavailable, ConfigurationError) as exc:
             return Escalated(None, f"{reason}; escalation failed: {exc}", 0.0)
         problem = check(step_input, label.output) if check is not None else None
+        if inspect.isawaitable(problem):
+            problem = await problem
         if problem is not None:
             return Escalated(None, f"{reason}; the teacher's answer failed the checks: {problem}",
                              label.cost_usd)  # fmt: skip

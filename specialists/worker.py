@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from specialists.builtin import BUILTINS
 from specialists.cascade import Cascade, Escalated, Policy, confidence
-from swarm import names, schemas
+from specialists.rules import RuleRunner, input_chars
+from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
@@ -33,6 +33,7 @@ from swarm.errors import (
     InfrastructureError,
     InvalidOutput,
     ModelBehaviorError,
+    RuleBudgetExceeded,
     UnknownSpecialist,
 )
 from swarm.logs import task_context
@@ -46,27 +47,6 @@ from swarm.tracing import current_traceparent, span
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.25
-
-
-def validate_output(
-    record: SpecialistRecord, step_input: dict[str, Any], output: Any
-) -> str | None:
-    """None if ``output`` may be handed on, else why not (schema first, then own checks)."""
-    mismatch = schemas.problem(record.output_validator, output, root="output")
-    if mismatch is not None:
-        return f"output does not match the schema {mismatch}"
-    builtin = BUILTINS.get(record.name)
-    if builtin is not None and builtin.check is not None:
-        return builtin.check(step_input, output)
-    return None
-
-
-def finished(record: SpecialistRecord, step_input: dict[str, Any], output: Any) -> Any:
-    """The model's ``output`` after its built-in specialist's deterministic repairs, if any."""
-    builtin = BUILTINS.get(record.name)
-    if builtin is None or builtin.finish is None or not isinstance(output, dict):
-        return output
-    return builtin.finish(step_input, output)
 
 
 def result_id(task_id: str, step_id: str, attempt: int) -> str:
@@ -101,6 +81,7 @@ class Worker:
         max_output_retries: int = OUTPUT_RETRIES,
         catalog_poll_s: float = 2.0,
         cascade: Cascade | None = None,
+        rules: RuleRunner | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -110,6 +91,11 @@ class Worker:
         self.max_output_retries = max_output_retries
         self.catalog_poll_s = catalog_poll_s
         self.cascade = cascade
+        self.rules = rules or RuleRunner(
+            budget_s=settings.rules_budget_s,
+            processes=settings.rules_processes,
+            max_input_chars=settings.max_input_chars,
+        )
         self.bus = Bus(redis, settings=settings)
         self.catalog = CatalogCache(redis)
         self._consumer: Consumer | None = None
@@ -142,6 +128,7 @@ class Worker:
         finally:
             if self._consumer is not None:
                 await self._consumer.close()
+            self.rules.close()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -245,6 +232,13 @@ class Worker:
         model = record.lora_name or self.base_model
         policy = Policy.of(manifest)
         outcome = StepOutcome(tokens=TokenUsage())
+        length = input_chars(step_input)
+        if length > self.settings.max_input_chars:
+            outcome.error = (
+                f"the input is {length} characters; a step takes at most "
+                f"{self.settings.max_input_chars} (SWARM_MAX_INPUT_CHARS)"
+            )
+            return outcome
         outcome.escalation_reason = policy.before(step_input)
         if outcome.escalation_reason is not None:
             return outcome  # straight to the teacher: the student never saw this kind of input
@@ -277,8 +271,14 @@ class Worker:
             prompt_tokens += completion.usage.prompt_tokens
             completion_tokens += completion.usage.completion_tokens
             outcome.tokens = TokenUsage(prompt=prompt_tokens, completion=completion_tokens)
-            output = finished(record, step_input, completion.json)
-            problem = validate_output(record, step_input, output)
+            try:
+                output, problem = await self.rules.apply(
+                    record.name, record.output_schema, step_input, completion.json
+                )
+            except (RuleBudgetExceeded, RuntimeError) as exc:
+                # The same input would run past the budget again: no retry, no redelivery.
+                outcome.error = str(exc)
+                break
             if problem is None:
                 outcome.output, outcome.valid, outcome.error = output, True, None
                 outcome.escalation_reason = policy.after_valid(confidence(completion.logprobs))
@@ -328,6 +328,18 @@ class Worker:
             outcome.error = answer.error
         return outcome
 
+    async def _check(
+        self, record: SpecialistRecord, step_input: dict[str, Any], output: Any
+    ) -> str | None:
+        """None if a teacher's ``output`` may be handed on, else why not (within the budget)."""
+        try:
+            _, problem = await self.rules.apply(
+                record.name, record.output_schema, step_input, output, finish=False
+            )
+        except (RuleBudgetExceeded, RuntimeError) as exc:
+            return str(exc)
+        return problem
+
     async def _escalate(
         self,
         record: SpecialistRecord,
@@ -346,7 +358,7 @@ class Worker:
             task_id=task_id,
             step_id=request.step.id,
             student_output=outcome.output,
-            check=lambda i, o: validate_output(record, i, o),
+            check=lambda i, o: self._check(record, i, o),
         )
 
 

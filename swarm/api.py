@@ -42,8 +42,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swarm import eventstream, metrics, names, plans, problems
 from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistRecord
-from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client, text
-from swarm.errors import RedisUnavailable, UnknownSpecialist, UserError
+from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client, shown, text
+from swarm.errors import ConfigurationError, RedisUnavailable, UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
     StepSpec,
@@ -665,8 +665,12 @@ def create_app(
         responses=problems.responses(503),
     )
     async def readyz(services: Services) -> Readiness:
-        """Redis answers PING and every vLLM server answers ``/health``; 503 names what is down."""
-        names_ = ["redis", *(f"vllm {url}" for url in settings.vllm_urls)]
+        """Redis answers PING and every vLLM server answers ``/health``; 503 names what is down.
+
+        Model servers are named by their place in SWARM_VLLM_URLS ("vllm 1"), never by URL: the
+        probe is open to anyone, and internal addresses are the operator's to see (in the log).
+        """
+        names_ = ["redis", *(f"vllm {n}" for n in range(1, len(settings.vllm_urls) + 1))]
         timeout = limits.ready_timeout_s
         probes = [
             _ping(services.redis, timeout),
@@ -676,6 +680,9 @@ def create_app(
         checks = dict(zip(names_, results, strict=True))
         down = [f"{name}: {result}" for name, result in checks.items() if result != "ok"]
         if down:
+            for url, result in zip(settings.vllm_urls, results[1:], strict=True):
+                if result != "ok":
+                    log.warning("not ready: vLLM at %s: %s", shown(url), result)
             raise Problem(503, "not ready: " + "; ".join(down), kind="not-ready", checks=checks)
         return Readiness(status="ready", checks=checks)
 
@@ -697,10 +704,42 @@ def create_app(
     return app
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def anonymous_problem(settings: Settings) -> str | None:
+    """Why the API may not start without keys on its address; None where it may.
+
+    Without ``SWARM_API_KEYS`` anyone who reaches the port can submit tasks and read every
+    task, so only a loopback address is served so unless ``SWARM_API_ALLOW_ANONYMOUS`` says
+    the operator means it (a port published on loopback only, say)."""
+    if settings.api_keys or settings.api_allow_anonymous:
+        return None
+    host = settings.api_host.strip("[]")
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (
+        f"refusing to serve the API on {settings.api_host} without keys: set SWARM_API_KEYS "
+        "(comma-separated), bind SWARM_API_HOST=127.0.0.1, or set "
+        "SWARM_API_ALLOW_ANONYMOUS=true to serve anyone who can reach the port"
+    )
+
+
 def run_api(settings: Settings) -> None:
-    """``swarm api``: serve the HTTP API with uvicorn until interrupted."""
+    """``swarm api``: serve the HTTP API with uvicorn until interrupted.
+
+    Raises :class:`ConfigurationError` where :func:`anonymous_problem` says so.
+    """
     import uvicorn
 
+    problem = anonymous_problem(settings)
+    if problem is not None:
+        raise ConfigurationError(problem)
+    if not settings.api_keys:
+        log.warning(
+            "the API runs without keys on %s:%d: every request is accepted (set SWARM_API_KEYS)",
+            settings.api_host, settings.api_port,
+        )  # fmt: skip
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -64,13 +64,27 @@ def redis_client(url: str, **options: Any) -> RedisClient:
     return Redis.from_url(url, **settings)
 
 
+SECRET_QUERY_KEYS = frozenset(
+    {"password", "pass", "passwd", "pwd", "token", "secret", "key", "api_key", "apikey",
+     "access_token", "auth"}
+)  # fmt: skip
+"""Query parameters whose values are secrets ("redis://host?password=...")."""
+
+
 def shown(url: str) -> str:
-    """``url`` fit for a message or a log line: any password replaced by ``***``."""
+    """``url`` fit for a message or a log line: a password in it, or in a query parameter such
+    as ``?password=``, replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        masked = [
+            f"{name}=***" if name.lower() in SECRET_QUERY_KEYS and sep else f"{name}{sep}{value}"
+            for name, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+        ]
+        parts = parts._replace(query="&".join(masked))
+    return parts.geturl()
 
 
 def cluster_url(url: str) -> str:

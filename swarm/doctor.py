@@ -101,8 +101,10 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
             value = ""
         elif name.endswith(("api_key", "api_keys")):
             value = "****"
-        elif name == "redis_url":
+        elif name in ("redis_url", "teacher_url"):
             value = shown(value)
+        elif name == "vllm_urls":
+            value = ",".join(shown(url) for url in value)
         elif isinstance(value, list):
             value = ",".join(str(v) for v in value)
         out[f"SWARM_{name.upper()}"] = value

@@ -18,7 +18,8 @@
     │   └── ModelServerStartError serve-model could not start vLLM
     └── LimitExceeded             a bound was hit: deadline, max steps, max deliveries
         ├── DeadlineExceeded
-        └── MaxDeliveriesExceeded
+        ├── MaxDeliveriesExceeded
+        └── RuleBudgetExceeded    a specialist's finish or check ran past its time budget
 
 Third-party errors are translated at the boundary with ``raise ... from exc``.
 """
@@ -101,3 +102,7 @@ class DeadlineExceeded(LimitExceeded):
 
 class MaxDeliveriesExceeded(LimitExceeded):
     """A message was delivered too many times without being handled."""
+
+
+class RuleBudgetExceeded(LimitExceeded):
+    """A specialist's deterministic finish or check step ran past its time budget on an input."""

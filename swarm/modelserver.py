@@ -105,6 +105,9 @@ def server_command(settings: Settings, model: str) -> list[str]:
         "--dtype",
         "bfloat16" if device == "cpu" else "auto",
     ]
+    if settings.vllm_api_key is not None:
+        # vLLM then wants the key on every /v1 call; swarm's model client sends it.
+        command += ["--api-key", settings.vllm_api_key.get_secret_value()]
     return command + shlex.split(settings.vllm_extra_args)
 
 
@@ -118,12 +121,19 @@ def server_environment(settings: Settings) -> dict[str, str]:
     cpu = detect_device(settings) == "cpu"
     # The grouped ops change nothing on a GPU, and vLLM's own image does not have them.
     grouped = cpu and settings.grouped_cpu_lora
-    wanted = [RESOLVER_PLUGIN] + ([GROUPED_LORA_PLUGIN] if grouped else [])
+    resolver = settings.vllm_fs_resolver
+    wanted = ([RESOLVER_PLUGIN] if resolver else []) + ([GROUPED_LORA_PLUGIN] if grouped else [])
     plugins += [p for p in wanted if p not in plugins]
-    if not grouped and GROUPED_LORA_PLUGIN in plugins:
-        plugins.remove(GROUPED_LORA_PLUGIN)
+    # The resolver loads any folder under its directory by the name a request gives, checks
+    # skipped (a rejected folder, say): it runs only when asked for.
+    for plugin, on in ((GROUPED_LORA_PLUGIN, grouped), (RESOLVER_PLUGIN, resolver)):
+        if not on and plugin in plugins:
+            plugins.remove(plugin)
     env["VLLM_PLUGINS"] = ",".join(plugins)
-    env["VLLM_LORA_RESOLVER_CACHE_DIR"] = str(settings.adapters_dir.resolve())
+    if resolver:
+        env["VLLM_LORA_RESOLVER_CACHE_DIR"] = str(settings.adapters_dir.resolve())
+    else:
+        env.pop("VLLM_LORA_RESOLVER_CACHE_DIR", None)
     if cpu:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KVCACHE_GIB)
     env.setdefault("HF_HUB_OFFLINE", "1")

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         "auto", description="Which vLLM build serve-model uses; auto picks gpu if CUDA is present."
     )
     vllm_host: str = Field("127.0.0.1", description="Address `swarm serve-model` binds.")
+    vllm_fs_resolver: bool = Field(
+        False,
+        description="Let vLLM load any adapter folder by name from the adapters dir on request "
+        "(its filesystem LoRA resolver). Off: the registry loads each validated folder itself.",
+    )
     vllm_port: int = Field(8000, description="Port that `swarm serve-model` listens on.")
     vllm_extra_args: str = Field("", description="Extra arguments passed to the vLLM server.")
     vllm_startup_timeout_s: float = Field(300.0, description="How long serve-model waits.")
@@ -92,6 +97,22 @@ class Settings(BaseSettings):
         "outlast max_deliveries x heartbeat_timeout_s; memory grows with rate x window).",
     )
 
+    # Specialists' rules
+    rules_budget_s: float = Field(
+        5.0,
+        gt=0,
+        description="Time budget of one step's deterministic finish and check (run in a child "
+        "process); past it the step fails with that reason and is not redelivered.",
+    )
+    rules_processes: int = Field(
+        2, ge=1, description="Child processes per worker that run specialists' finish and check."
+    )
+    max_input_chars: int = Field(
+        100_000,
+        ge=1,
+        description="Longest step input (its JSON text) a worker runs; longer fails the step.",
+    )
+
     # Teacher (frontier model)
     teacher_url: str | None = Field(None, description="OpenAI-compatible teacher base URL.")
     teacher_model: str | None = Field(None, description="Teacher model name.")
@@ -124,6 +145,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Port `swarm api` listens on.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated bearer tokens; empty means no auth."
+    )
+    api_allow_anonymous: bool = Field(
+        False,
+        description="Serve without SWARM_API_KEYS on an address other than loopback. Without it "
+        "`swarm api` refuses to start so.",
     )
 
     log_level: str = Field("INFO", description="Log level.")

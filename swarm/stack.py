@@ -97,6 +97,11 @@ def check_ports(settings: Settings) -> None:
             f"SWARM_VLLM_PORT and SWARM_API_PORT are both {settings.api_port}; give them "
             "different ports"
         )
+    from swarm.api import anonymous_problem
+
+    problem = anonymous_problem(settings)
+    if problem is not None:
+        raise ConfigurationError(problem)
     check_port_free(settings.vllm_host, settings.vllm_port, "SWARM_VLLM_PORT")
     check_port_free(settings.api_host, settings.api_port, "SWARM_API_PORT")
 

@@ -128,8 +128,11 @@ def problems(compose: dict[str, Any]) -> list[str]:
             found.append(f"{name}: no healthcheck")
     api = services.get("api", {})
     api_port = int(environment(api).get("SWARM_API_PORT", Settings().api_port))
-    if f"{api_port}:{api_port}" not in api.get("ports", []):
-        found.append(f"api: port {api_port} is not published")
+    published = [str(p) for p in api.get("ports", [])]
+    if f"127.0.0.1:{api_port}:{api_port}" not in published:
+        found.append(f"api: port {api_port} is not published on 127.0.0.1")
+    if any(p.count(":") < 2 or p.startswith("0.0.0.0") for p in published):
+        found.append("api: published on every interface, not on 127.0.0.1")
     if f"localhost:{api_port}/healthz" not in " ".join(api.get("healthcheck", {}).get("test", [])):
         found.append("api: healthcheck does not probe /healthz on the API port")
     cpu = services.get("vllm-cpu", {})
@@ -291,6 +294,7 @@ def test_every_swarm_command_is_known_to_the_checks() -> None:
         (("services", "worker", "command"), ["swarm", "wrker"], "not a swarm subcommand"),
         (("services", "api", "environment", "SWARM_API_PORTT"), "1", "is not a setting"),
         (("services", "api", "ports"), ["9999:9999"], "port 8080 is not published"),
+        (("services", "api", "ports"), ["8080:8080"], "published on every interface"),
         (("services", "api", "healthcheck"), DELETE, "api: no healthcheck"),
         (("services", "worker", "depends_on", "ghost"), {}, "unknown service ghost"),
         (("services", "worker", "volumes"), ["nowhere:/x"], "volume nowhere is not declared"),
@@ -323,8 +327,8 @@ def test_each_compose_check_catches_its_mistake(
         (("services", "vllm", "command", 5), "--max-loras=8", "--max-loras is 8, not 4"),
         (("services", "vllm", "environment", "VLLM_ALLOW_RUNTIME_LORA_UPDATING"), "False",
          "VLLM_ALLOW_RUNTIME_LORA_UPDATING='False'"),
-        (("services", "vllm", "environment", "VLLM_LORA_RESOLVER_CACHE_DIR"), "/data/adapters",
-         "VLLM_LORA_RESOLVER_CACHE_DIR='/data/adapters', not '/adapters'"),
+        (("services", "vllm", "environment", "VLLM_PLUGINS"), "lora_filesystem_resolver",
+         "VLLM_PLUGINS='lora_filesystem_resolver', not ''"),
         (("services", "vllm", "volumes"), ["./adapters:/adapters:ro"],
          "does not see the swarm home volume"),
     ],

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from specialists.builtin.definition import MONTH_NAMES, WEEKDAY
+from specialists.builtin.definition import MONTH_NAMES, WEEKDAY, pattern
 
 UPPER = "A-ZÀ-ÖØ-Þ"
 APOSTROPHES = "'\u2019"
@@ -161,7 +161,7 @@ _SUFFIXED = (
     rf"(?:{DIRECTION}\.?[ \t]+)?(?:{NAME_WORD}[ \t]+){{1,3}}(?:{_words(SUFFIXES)})s?\b\.?"
     rf"(?:[ \t]+{DIRECTION}\b\.?)?"
 )
-STREET = re.compile(
+STREET = pattern(
     rf"(?<![\w+./@{APOSTROPHES}-])(?:"
     rf"(?P<suffixed>(?:{UNIT},?\s+)?{NUMBER},?[ \t]+{_SUFFIXED}|{UNIT},?\s+{_SUFFIXED})"
     rf"|(?:{UNIT},?\s+)?{NUMBER},?[ \t]+(?:{_PREFIX})\.?[ \t]+"
@@ -177,7 +177,7 @@ STREET = re.compile(
 type that is also an English word (:data:`ENGLISH_WORDS`), needs a postcode after it. A number
 and name before a street type (``suffixed``) need a postcode or state after them, or words that
 introduce an address before them (:data:`INTRODUCED`), as "3 Easy Steps" has that shape too."""
-ENGLISH_STREET = re.compile(
+ENGLISH_STREET = pattern(
     rf"(?:{UNIT},?\s+)?(?:{NUMBER},?[ \t]+)?(?:{'|'.join(ENGLISH_WORDS)})\b"
     rf"|{_one_word(ENGLISH_ENDINGS)}$"
 )
@@ -185,7 +185,7 @@ ENGLISH_STREET = re.compile(
 :data:`ENGLISH_ENDINGS` ending and its number."""
 INTRODUCING = r"[:;\n(|]|\b(?:to|for|at|from|in|is|address|addr)\b"
 """What ends the clause an address is written after ("... I moved to ", "Address: ")."""
-INTRODUCED = re.compile(
+INTRODUCED = pattern(
     rf"(?:^|[,=\[]|{INTRODUCING}|\b(?:on|of|near|was|and|or|lives?|living|moved|located|ship"
     r"|shipped|deliver|delivered|send|sent|visit|visiting)\b)[ \t]*$",
     re.IGNORECASE,
@@ -213,20 +213,20 @@ _LAST = rf"(?:{STATE}(?:\s+{POSTCODE})?|{POSTCODE})(?=\s*(?:[,;.!?)\]\n|]|$))"
 ENDS = rf"(?=\s*(?:[,;.!?)\]\n|]|$)|\s+(?:{POSTCODE}|{UNIT}|{TOWN},?\s+{_LAST}))"
 """What may follow a part: the next part, or the end of the address."""
 _PART = rf"(?:{UNIT}|{POSTCODE}(?:,?\s+{TOWN})?|{TOWN}(?:\s+{POSTCODE})?|{STATE}){REGION}?"
-PART = re.compile(rf"{_PART}{ENDS}")
+PART = pattern(rf"{_PART}{ENDS}")
 """A part after a comma or a line break: a unit, a postcode and town, a town, a state."""
 _SPACED_PART = rf"(?:{POSTCODE}(?:\s+{TOWN})?|{UNIT}|{TOWN}(?=,?\s+{_LAST})){REGION}?"
-SPACED_PART = re.compile(rf"{_SPACED_PART}{ENDS}")
+SPACED_PART = pattern(rf"{_SPACED_PART}{ENDS}")
 """A part after a space: a postcode or unit ("... Street W84 Y356 Karla Ville"), or a town
 only before a state or postcode that ends the address ("... Shore Patriciamouth, LA 55348"),
 so "36 Ryan Lane Tom said" has no town."""
 BEFORE_WORDS = rf"(?=[ \t]+(?!{PARTICLES}\b)[a-z])"
 """Lower-case words after a part: the sentence goes on ("... Gera 91833 for Hans Scheel")."""
-LAST_PART = re.compile(rf"(?:{_PART}|{_SPACED_PART}){BEFORE_WORDS}")
+LAST_PART = pattern(rf"(?:{_PART}|{_SPACED_PART}){BEFORE_WORDS}")
 """A part the sentence's words follow, which ends the address; taken only with a postcode."""
-GAP = re.compile(r"\s*,\s*|\s*\n\s*|\s+")
-POSTCODE_WITHIN = re.compile(rf"(?<![\w-]){POSTCODE}")
-STATE_WITHIN = re.compile(rf"\b{STATE}")
+GAP = pattern(r"\s*,\s*|\s*\n\s*|\s+")
+POSTCODE_WITHIN = pattern(rf"(?<![\w-]){POSTCODE}")
+STATE_WITHIN = pattern(rf"\b{STATE}")
 MOST_PARTS = 5
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import re
 
+from specialists.builtin.definition import pattern
+
 DELIMITERS = ",;\t|"
-COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*(?: [A-Za-z0-9_.-]+){0,2}")
+COLUMN_NAME = pattern(r"[A-Za-z][A-Za-z0-9_.-]*(?: [A-Za-z0-9_.-]+){0,2}")
 """A column name: up to three words, no sentence punctuation ("full_name", "Date of birth")."""
 COLUMN_TYPES = {
     "PERSON": ("name", "fullname", "firstname", "lastname", "surname", "givenname", "person",

@@ -23,6 +23,67 @@ MONTH = rf"(?:{MONTH_NAMES}|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)
 WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 """An English weekday name."""
 
+MOST_REPEATS = 100
+"""The most times any part of a rule's pattern may repeat: longer than any e-mail's local part
+(64), street or town word, digit group or clause the rules read, and short enough that no input
+can make one match attempt long."""
+
+
+def pattern(source: str, flags: int = 0, *, most: int = MOST_REPEATS) -> re.Pattern[str]:
+    """``source`` compiled with every unbounded repetition bounded by ``most``.
+
+    ``*`` becomes ``{0,most}``, ``+`` becomes ``{1,most}`` and ``{m,}`` becomes ``{m,most}``,
+    outside character classes; a ``*``, ``+`` or ``?`` after a quantifier (possessive or lazy)
+    stays as it is. The rules read user and model text, and an unbounded repetition is what lets
+    a short input make a regular expression take quadratic or exponential time. Patterns stay
+    written in the usual notation, and the bound lives here, once.
+    """
+    out: list[str] = []
+    escaped = in_class = False
+    quantified = False  # the previous token was a quantifier
+    opened = False  # the previous character opened a group
+    index = 0
+    while index < len(source):
+        char, literal = source[index], escaped
+        if escaped:
+            out.append(char)
+            escaped = quantified = False
+        elif char == "\\":
+            out.append(char)
+            escaped = True
+        elif in_class:
+            out.append(char)
+            in_class = char != "]" or source[index - 1] == "["
+        elif char == "[":
+            out.append(char)
+            in_class = True
+            if source[index + 1 : index + 2] == "^":
+                out.append("^")
+                index += 1
+            if source[index + 1 : index + 2] == "]":  # "[]...]" or "[^]...]": a literal "]"
+                out.append("]")
+                index += 1
+            quantified = False
+        elif char in "*+" and not quantified:
+            out.append(f"{{{0 if char == '*' else 1},{most}}}")
+            quantified = True
+        elif (
+            char == "{"
+            and (close := source.find("}", index)) != -1
+            and re.fullmatch(r"\d+,\d*|\d+", source[index + 1 : close])
+        ):
+            low, comma, high = source[index + 1 : close].partition(",")
+            out.append(f"{{{low},{high or most}}}" if comma else source[index : close + 1])
+            index = close
+            quantified = True
+        else:
+            out.append(char)
+            # "?" is a quantifier, or a lazy or possessive mark, except right after a group's "(".
+            quantified = char == "?" and not opened
+        opened = char == "(" and not literal and not in_class
+        index += 1
+    return re.compile("".join(out), flags)
+
 
 def quoted_items(items: Any) -> TypeGuard[list[dict[str, Any]]]:
     """Whether ``items`` is a list of ``{"text": str, "type": str, ...}``, the shape of pii's

@@ -16,6 +16,7 @@ from specialists.builtin.definition import (
     Definition,
     as_written,
     miscopied,
+    pattern,
     quoted_items,
 )
 
@@ -53,39 +54,41 @@ def check_spans(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
     return None
 
 
-EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
-CARD = re.compile(
+EMAIL = pattern(r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+IBAN_CANDIDATE = pattern(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
+CARD = pattern(
     r"(?<![\d+])(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?!\d)"
 )
-IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
-SSN_US = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
-PHONE_LIKE = re.compile(r"\+?[\d\s().\-/]+(?:\s*(?:x|ext\.?)\s*\d+)?")
-DATE_LIKE = re.compile(
+IPV4 = pattern(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
+SSN_US = pattern(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
+PHONE_LIKE = pattern(r"\+?[\d\s().\-/]+(?:\s*(?:x|ext\.?)\s*\d+)?")
+DATE_LIKE = pattern(
     r"\d{1,4}[./-]\d{1,2}[./-]\d{2,4}"  # 05.12.1922, 1922-12-05, 12/05/22
     r"|\d{1,2}\.? [A-Za-z]{3,9}\.? \d{4}"  # 5 Dec 1922
     r"|[A-Za-z]{3,9}\.? \d{1,2},? \d{4}"  # December 5, 1922
 )
-WRITTEN_DATE = re.compile(
+WRITTEN_DATE = pattern(
     r"\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{4}-\d{2}-\d{2}"
     rf"|\d{{1,2}}\.? {MONTH},? \d{{4}}|{MONTH} \d{{1,2}},? \d{{4}}"
 )
 """A whole date with its year, in digits or with an English month name: no address or name is
 written so, whatever the model called it."""
 EXTENSION = r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?"
-PHONE_INTERNATIONAL = re.compile(rf"(?<![\w+])\+\d{{1,3}}(?:[ ./-]?\(?\d+\)?)+{EXTENSION}(?!\w)")
-PHONE_NORTH_AMERICAN = re.compile(
+PHONE_INTERNATIONAL = pattern(
+    rf"(?<![\w+])\+\d{{1,3}}(?:[ ./-]?\(?\d{{1,15}}+\)?){{1,12}}+{EXTENSION}(?!\w)"
+)
+PHONE_NORTH_AMERICAN = pattern(
     r"(?<![\w+.-])(?:(?:1|001)[-. ])?(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}"
     rf"{EXTENSION}(?![\w-])"
 )
 """Phone layouts no other value is written in: a country code after "+", or 3-3-4 digits."""
 LABEL_NAMES = r"tel|ph|phone|mob|mobile|cell|fax|e-?mail|mail|ip|iban"
-LABEL = re.compile(rf"[\W_]*(?:{LABEL_NAMES}|call)?[\W_]*", re.IGNORECASE)
+LABEL = pattern(rf"[\W_]*(?:{LABEL_NAMES}|call)?[\W_]*", re.IGNORECASE)
 """What may stand beside a proven value in one span of the model's ("tel. +33 6 36 08 62 72")."""
 LABEL_WORD = rf"(?:{LABEL_NAMES}|ssn|card|dob)\b\.?:?"
-LABEL_WORDS = re.compile(rf"(?:^|\s){LABEL_WORD}\s*$|^\s*{LABEL_WORD}", re.IGNORECASE)
+LABEL_WORDS = pattern(rf"(?:^|\s){LABEL_WORD}\s*$|^\s*{LABEL_WORD}", re.IGNORECASE)
 """A label at the end or start of what stood beside a value ("Ann Lee, SSN")."""
-ROLE = re.compile(
+ROLE = pattern(
     r"(?:tenant|landlord|patient|student|pupil|customer|client|caller|guest|visitor|applicant"
     r"|candidate|employee|host|guardian|owner|buyer|seller|sender|recipient|user|member)\s+(?=\S)",
     re.IGNORECASE,
@@ -96,9 +99,9 @@ NAME_PARTICLES = frozenset(
      "y", "e", "ten", "ter", "den", "bin", "ibn", "al", "el")
 )  # fmt: skip
 """Lower-case words inside a person's name ("Samuel van der Hoeven", "Heitor da Mata")."""
-SPEAKER = re.compile(r"(?:I|we|he|she|they)\b[^\d\n]*?\b(?:to|at|in)\s+(?=\S)")
+SPEAKER = pattern(r"(?:I|we|he|she|they)\b[^\d\n]*?\b(?:to|at|in)\s+(?=\S)")
 """A clause the model took into an address ("I moved to Jiplaan 79, ...")."""
-IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+IPV6_CANDIDATE = pattern(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 
 def is_iban(value: str) -> bool:
@@ -148,9 +151,12 @@ def _name_like(value: str) -> bool:
     )
 
 
+TRAILING_EXTENSION = pattern(r"\s*(?:x|ext\.?)\s*\d+$")
+
+
 def _digits(value: str) -> int:
     """The digits of a phone number, its extension left out."""
-    return sum(c.isdigit() for c in re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0])
+    return sum(c.isdigit() for c in TRAILING_EXTENSION.split(value)[0])
 
 
 def _phone_like(value: str) -> bool:
@@ -227,8 +233,8 @@ def recognise(text: str) -> list[dict[str, str]]:
               (IPV4, "IP_ADDRESS", is_ip), (IPV6_CANDIDATE, "IP_ADDRESS", is_ip),
               (SSN_US, "SSN", None), (PHONE_INTERNATIONAL, "PHONE", is_phone),
               (PHONE_NORTH_AMERICAN, "PHONE", is_phone))  # fmt: skip
-    for pattern, kind, proof in proofs:  # no proof: the pattern's match is proof enough
-        for match in pattern.finditer(text):
+    for proven, kind, proof in proofs:  # no proof: the pattern's match is proof enough
+        for match in proven.finditer(text):
             value = match.group()
             if value.endswith(")") and value.count(")") > value.count("("):
                 value = value[:-1]  # "(+49 159 04584744)": the bracket is the sentence's
@@ -244,7 +250,7 @@ def recognise(text: str) -> list[dict[str, str]]:
     return [{"text": value, "type": kind} for _start, value, kind in sorted(found)]
 
 
-PLACEHOLDER = re.compile(r"\[(" + "|".join(PII_TYPES) + r")\]")
+PLACEHOLDER = pattern(r"\[(" + "|".join(PII_TYPES) + r")\]")
 LONGEST_REDACTION = 120
 """Characters one placeholder of the model's may stand for; a longer gap is a bad copy."""
 
@@ -328,13 +334,17 @@ ABBREVIATIONS = frozenset(
 """Words whose full stop does not end a sentence ("St.", "Dr.", "Apt.")."""
 
 
+SENTENCE_MARK = pattern(r"(\w*)[.!?](?=\s|$)")
+"""A full stop, question or exclamation mark that may end a sentence, with the word before it."""
+
+
 def _sentence_end(text: str, start: int) -> int:
     """Where the sentence that runs on from ``start`` ends: at a full stop, question or
     exclamation mark not after an abbreviation (:data:`ABBREVIATIONS`), else at the line's
     end."""
     line = text.find("\n", start)
     line = len(text) if line < 0 else line
-    for mark in re.finditer(r"(\w*)[.!?](?=\s|$)", text[start:line]):
+    for mark in SENTENCE_MARK.finditer(text[start:line]):
         if mark.group(1).lower() not in ABBREVIATIONS:
             return start + mark.end() - 1
     return line
@@ -354,9 +364,9 @@ def _cut_or_labelled(kept: list[dict[str, str]], found: dict[str, str]) -> dict[
     return None
 
 
-CLAUSE_END = re.compile(rf"(?:^|[.!?](?=\s)|{INTRODUCING})\s*", re.IGNORECASE)
+CLAUSE_END = pattern(rf"(?:^|[.!?](?=\s)|{INTRODUCING})\s*", re.IGNORECASE)
 """What ends the clause an address is written in ("... I moved to ", "Address: ")."""
-INTRODUCED = re.compile(rf"(?:{INTRODUCING})\s*$", re.IGNORECASE)
+INTRODUCED = pattern(rf"(?:{INTRODUCING})\s*$", re.IGNORECASE)
 ADDRESS_PARTS = 4
 """Comma-separated parts an address cut short may be widened by, at most."""
 

@@ -15,12 +15,15 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import SqlglotError
 
 from specialists.builtin.definition import Definition
 
 SCHEMA_STEP_LIMIT = 100_000
 """SQLite VM steps that building a schema may take; DDL never needs many."""
+
+MAX_SQL_CHARS = 20_000
+"""The longest query checked: far past any answer a model writes within its token budget."""
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA}
 """Actions refused while compiling: the DDL is user input and must not reach the file system."""
@@ -31,10 +34,14 @@ def check_sql(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
     query = str(output.get("sql", "")).strip().rstrip(";")
     if not query:
         return "empty sql"
+    if len(query) > MAX_SQL_CHARS:
+        return f"sql is {len(query)} characters; a query may have at most {MAX_SQL_CHARS}"
     try:
         statements = sqlglot.parse(query, read="sqlite")
-    except ParseError as exc:
+    except SqlglotError as exc:  # a ParseError, or a TokenError (an unclosed quote)
         return f"sql does not parse: {str(exc).splitlines()[0]}"
+    except RecursionError:
+        return "sql nests too deeply to parse"
     if len(statements) != 1 or statements[0] is None:
         return "expected exactly one SQL statement"
     statement = statements[0]

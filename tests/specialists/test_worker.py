@@ -147,3 +147,73 @@ async def test_a_prompt_only_step_on_real_vllm(redis: Redis, vllm_server: VllmSe
         assert BUILTINS["sql"].check(SQL_INPUT, result.output) is None
     else:
         assert result.error and result.error.startswith("invalid output")
+
+
+async def test_rules_past_their_budget_fail_the_step_without_holding_up_the_next(
+    redis: Redis, stub_settings: Settings
+) -> None:
+    # 500 KB of street-like text: pii's finish step takes well over 10 s on it (its address
+    # reader is linear per address but this text is all addresses), far past a 0.5 s budget.
+    slow = {"text": "I moved to " + "12 Main St, " * 42_000}
+    quick = {"text": "Mail Ann Lee at ann@x.io today"}
+    answer = json.dumps({"redacted_text": "Mail Ann Lee at [EMAIL] today", "spans": []})
+    settings = stub_settings.model_copy(
+        update={"rules_budget_s": 0.5, "rules_processes": 1, "max_input_chars": 600_000}
+    )
+    bus = Bus(redis, settings=settings)
+    with openai_stub(replies(answer), free_port()) as stub:
+        settings = settings.model_copy(update={"vllm_urls": [stub.url]})
+        async with ModelClient(settings, retries=0) as client:
+            worker = Worker(redis, settings, client, specialists=["pii"], base_model="base")
+            runner = asyncio.create_task(worker.run())
+            try:
+                started = asyncio.get_running_loop().time()
+                for task, step_input in (("slow", slow), ("quick", quick)):
+                    request = StepRequest(
+                        step=StepSpec(id="s1", specialist="pii"), input=step_input,
+                        task_input=step_input,
+                    )  # fmt: skip
+                    await bus.publish(names.steps_stream("pii"), envelope(task, request))
+                results = await _results(redis, 2, timeout_s=30)
+                elapsed = asyncio.get_running_loop().time() - started
+                # Past the heartbeat timeout: nothing is reclaimed or run again.
+                await asyncio.sleep(settings.heartbeat_timeout_s + 1)
+                assert len(await redis.xrange(names.RESULTS_STREAM)) == 2
+                pending = await redis.xpending(names.steps_stream("pii"), names.WORKERS_GROUP)
+                assert pending["pending"] == 0
+            finally:
+                worker.stop()
+                await runner
+    assert elapsed < 8, f"two steps took {elapsed:.1f} s: the slow one held up the quick one"
+    slow_result, quick_result = results["slow"], results["quick"]
+    assert not slow_result.valid and slow_result.attempts == 1
+    assert slow_result.error is not None
+    assert "ran past their 0.5 s budget" in slow_result.error
+    assert quick_result.valid and quick_result.output["spans"] == [
+        {"text": "ann@x.io", "type": "EMAIL"}
+    ]
+
+
+async def test_an_input_over_the_cap_fails_the_step_before_the_model_is_asked(
+    redis: Redis, stub_settings: Settings
+) -> None:
+    settings = stub_settings.model_copy(update={"max_input_chars": 1_000})
+    with openai_stub(replies('{"redacted_text": "", "spans": []}'), free_port()) as stub:
+        settings = settings.model_copy(update={"vllm_urls": [stub.url]})
+        result = await run_step(redis, settings, "pii", {"text": "a" * 2_000})
+    assert not result.valid and stub.requests == []
+    assert result.error is not None and "at most 1000 (SWARM_MAX_INPUT_CHARS)" in result.error
+
+
+async def _results(redis: Redis, count: int, *, timeout_s: float) -> dict[str, StepResult]:
+    """The first ``count`` step results, by task id."""
+    found: dict[str, StepResult] = {}
+    for _ in range(int(timeout_s * 10)):
+        for _id, fields in await redis.xrange(names.RESULTS_STREAM):
+            message = Envelope.decode(fields[PAYLOAD_FIELD.encode()])
+            assert isinstance(message.body, StepResult)
+            found[message.task_id] = message.body
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{len(found)} of {count} step results")

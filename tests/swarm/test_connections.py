@@ -115,3 +115,17 @@ def test_urls_in_messages_hide_the_password() -> None:
         "rediss://app:***@redis.example.com:6380/0"
     )
     assert shown("redis://127.0.0.1:6379/15") == "redis://127.0.0.1:6379/15"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://host:6379/0?password=pw&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("http://vllm:8000/v1?api_key=k&x", "http://vllm:8000/v1?api_key=***&x"),
+        ("http://vllm:8000/v1?keyword=k", "http://vllm:8000/v1?keyword=k"),  # not a secret's name
+        ("redis://host:6379/0", "redis://host:6379/0"),
+    ],
+)
+def test_shown_masks_every_secret_in_a_url(url: str, masked: str) -> None:
+    assert shown(url) == masked

@@ -46,14 +46,28 @@ def test_command_line_carries_every_lora_setting(tmp_path: Path) -> None:
         assert part in joined
     env = server_environment(settings)
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
-    assert env["VLLM_PLUGINS"] == "lora_filesystem_resolver,swarm_grouped_cpu_lora"
+    assert env["VLLM_PLUGINS"] == "swarm_grouped_cpu_lora"
+    assert "VLLM_LORA_RESOLVER_CACHE_DIR" not in env
+    assert "--api-key" not in command
+
+
+def test_the_filesystem_resolver_runs_only_when_asked_for(tmp_path: Path) -> None:
+    settings = Settings(adapters_dir=tmp_path, vllm_device="gpu", vllm_fs_resolver=True)
+    env = server_environment(settings)
+    assert env["VLLM_PLUGINS"] == "lora_filesystem_resolver"
     assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == str(tmp_path.resolve())
+
+
+def test_the_vllm_api_key_is_passed_to_vllm(tmp_path: Path) -> None:
+    settings = Settings(adapters_dir=tmp_path, vllm_api_key="s3cret")  # type: ignore[arg-type]
+    command = server_command(settings, "/models/base")
+    assert command[command.index("--api-key") + 1] == "s3cret"
 
 
 def test_plugins_a_user_named_are_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VLLM_PLUGINS", "my_plugin")
     env = server_environment(Settings(adapters_dir=tmp_path, vllm_device="cpu"))
-    assert env["VLLM_PLUGINS"] == "my_plugin,lora_filesystem_resolver,swarm_grouped_cpu_lora"
+    assert env["VLLM_PLUGINS"] == "my_plugin,swarm_grouped_cpu_lora"
 
 
 def test_the_grouped_cpu_lora_ops_can_be_turned_off(
@@ -61,10 +75,10 @@ def test_the_grouped_cpu_lora_ops_can_be_turned_off(
 ) -> None:
     monkeypatch.setenv("VLLM_PLUGINS", "swarm_grouped_cpu_lora")
     settings = Settings(adapters_dir=tmp_path, vllm_device="cpu", grouped_cpu_lora=False)
-    assert server_environment(settings)["VLLM_PLUGINS"] == "lora_filesystem_resolver"
+    assert server_environment(settings)["VLLM_PLUGINS"] == ""
     # On a GPU vLLM's fused kernels serve LoRA; the plugin is not asked for.
     gpu = Settings(adapters_dir=tmp_path, vllm_device="gpu")
-    assert server_environment(gpu)["VLLM_PLUGINS"] == "lora_filesystem_resolver"
+    assert server_environment(gpu)["VLLM_PLUGINS"] == ""
 
 
 def test_likely_causes() -> None:
