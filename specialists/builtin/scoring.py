@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from specialists.builtin.ddl import InvalidSchema, authorize, schema_database
 from specialists.builtin.sql import check_sql, limit_steps
 from specialists.builtin.sqldata import build_database
 from swarm.dataset import Example
@@ -77,10 +78,34 @@ def pii_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -
     return {"score": scores["f1"], **scores, "leak_rate": round(leak_rate, 4)}
 
 
+SCORED_ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION")
+"""The types the headline entity F1 is over: the ones every public NER corpus labels alike.
+Dates and amounts come from rules, and MISC differs between corpora; both are reported apart."""
+
+
+def _of_types(items: Any, types: Sequence[str]) -> list[Any]:
+    if not isinstance(items, list):
+        return []
+    return [i for i in items if isinstance(i, dict) and i.get("type") in types]
+
+
 def entity_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
-    """Entity-level precision/recall/F1: an entity counts only with exact text and type."""
-    scores = _matches(examples, predictions, "entities")
-    return {"score": scores["f1"], **scores}
+    """Entity-level precision/recall/F1: an entity counts only with exact text and type.
+
+    ``score`` is the F1 over :data:`SCORED_ENTITY_TYPES`; ``all_types`` scores every type.
+    """
+
+    def only(output: Any) -> dict[str, Any]:
+        items = (output or {}).get("entities")
+        return {"entities": _of_types(items, SCORED_ENTITY_TYPES)}
+
+    named = _matches(
+        [Example(e.input, only(e.output), e.meta) for e in examples],
+        [only(p) for p in predictions],
+        "entities",
+    )
+    every = _matches(examples, predictions, "entities")
+    return {"score": named["f1"], **named, "all_types_f1": every["f1"]}
 
 
 def sql_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
@@ -97,7 +122,11 @@ def sql_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -
         if not prediction or check_sql(example.input, {"sql": predicted_sql}) is not None:
             errors += 1
             continue
-        database = _database(example, gold_sql)
+        try:
+            database = _database(example, gold_sql)
+        except InvalidSchema:
+            errors += 1  # nothing can run on a refused schema, the gold query included
+            continue
         try:
             expected = _run(database, gold_sql)
             try:
@@ -127,9 +156,10 @@ def _database(example: Example, gold_sql: str) -> sqlite3.Connection:
     if isinstance(rows, dict):
         database = build_database(schema, rows)
     else:
-        database = sqlite3.connect(":memory:")
-        database.executescript(schema)
+        database = schema_database(schema)
+        database.set_authorizer(None)  # this module's own PRAGMA and INSERTs, then the guard
         _fill(database, gold_sql)
+        database.set_authorizer(authorize)
     limit_steps(database, SQL_STEP_LIMIT)
     return database
 

@@ -17,6 +17,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from specialists.builtin.ddl import InvalidSchema, NotDDL, schema_database
 from specialists.builtin.definition import Definition
 
 SCHEMA_STEP_LIMIT = 100_000
@@ -24,9 +25,6 @@ SCHEMA_STEP_LIMIT = 100_000
 
 MAX_SQL_CHARS = 20_000
 """The longest query checked: far past any answer a model writes within its token budget."""
-
-_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA}
-"""Actions refused while compiling: the DDL is user input and must not reach the file system."""
 
 
 def check_sql(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
@@ -57,18 +55,17 @@ def limit_steps(database: sqlite3.Connection, steps: int) -> None:
 
 
 def compile_error(schema: str, query: str) -> str | None:
-    """Why ``query`` does not compile against ``schema``; None if it does or the DDL itself
-    does not (then nothing can be said about the query's names)."""
-    database = sqlite3.connect(":memory:")
+    """Why ``query`` does not compile against ``schema``, or why the schema is refused
+    (:func:`~specialists.builtin.ddl.schema_database`); None if it compiles, or if the schema
+    is no SQL (then nothing can be said about the query's names)."""
     try:
-        database.set_authorizer(
-            lambda action, *_: sqlite3.SQLITE_DENY if action in _DENIED else sqlite3.SQLITE_OK
-        )
+        database = schema_database(schema)
+    except NotDDL:
+        return None  # a schema described in words: nothing is known about the names
+    except InvalidSchema as exc:
+        return f"the input's schema is refused: {exc}"
+    try:
         limit_steps(database, SCHEMA_STEP_LIMIT)
-        try:
-            database.executescript(schema)
-        except (sqlite3.Error, ValueError):
-            return None
         try:
             database.execute(f"EXPLAIN {query}")
         except (sqlite3.Error, ValueError) as exc:  # ValueError: an embedded NUL, say

@@ -57,7 +57,8 @@ def test_a_schema_sqlite_cannot_build_gives_no_verdict_on_names() -> None:
 def test_the_schema_cannot_reach_the_file_system(tmp_path: Path) -> None:
     target = tmp_path / "attached.db"
     schema = f"ATTACH DATABASE '{target}' AS other; CREATE TABLE other.t (a INTEGER);"
-    assert check_sql({"schema": schema}, {"sql": "SELECT 1"}) is None
+    problem = check_sql({"schema": schema}, {"sql": "SELECT 1"})
+    assert problem is not None and "statement 1 of the schema is ATTACH" in problem
     assert not target.exists()
 
 
@@ -66,4 +67,5 @@ def test_a_schema_that_runs_away_is_cut_off() -> None:
         "CREATE TABLE t AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
         "SELECT x FROM c;"
     )
-    assert check_sql({"schema": schema}, {"sql": "SELECT 1"}) is None
+    problem = check_sql({"schema": schema}, {"sql": "SELECT 1"})
+    assert problem is not None and "CREATE TABLE ... AS SELECT" in problem
