@@ -50,32 +50,10 @@ class NotDDL(InvalidSchema):
     user wrote, which nothing can be built from, and which runs nothing either."""
 
 
-_STATEMENTS = tuple(
-    getattr(exp, name)
-    for name in (
-        "Command",
-        "Query",
-        "Insert",
-        "Update",
-        "Delete",
-        "Drop",
-        "Alter",
-        "Create",
-        "Pragma",
-        "Attach",
-        "Detach",
-        "Transaction",
-        "Commit",
-        "Rollback",
-        "Set",
-        "Use",
-        "Merge",
-        "Copy",
-        "Analyze",
-        "Describe",
-    )  # fmt: skip
-    if hasattr(exp, name)
-)
+_STATEMENT_NAMES = ("Command", "Query", "Insert", "Update", "Delete", "Drop", "Alter", "Create",
+                    "Pragma", "Attach", "Detach", "Transaction", "Commit", "Rollback", "Set",
+                    "Use", "Merge", "Copy", "Analyze", "Describe")  # fmt: skip
+_STATEMENTS = tuple(getattr(exp, name) for name in _STATEMENT_NAMES if hasattr(exp, name))
 """What sqlglot parses a statement SQLite would run into; anything else is no statement."""
 
 
