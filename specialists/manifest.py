@@ -140,7 +140,13 @@ def load_manifest(folder: Path) -> Manifest:
     if not path.is_file():
         raise InvalidAdapter(name, f"no {MANIFEST_FILE} in {folder}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        # An alias repeats a node by reference: a few hundred bytes of them expand to
+        # gigabytes once the manifest is copied or serialised. A manifest has no use for one.
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, yaml.SafeLoader)):
+            raise InvalidAdapter(name, f"{MANIFEST_FILE} uses YAML aliases (*name); write the "
+                                 "values out")  # fmt: skip
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidAdapter(name, f"{MANIFEST_FILE} is not valid YAML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import struct
 import tempfile
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from specialists.manifest import NAME_PATTERN, Manifest, load_manifest
-from swarm.basemodel import base_model_aliases, resolve_base_model
+from swarm.basemodel import base_model_aliases, resolve_base_model, served_base_name
 from swarm.catalog import (
     SpecialistRecord,
     get_specialist,
@@ -59,6 +60,12 @@ LORA_TENSOR_MARKERS = (".lora_A.", ".lora_B.", ".lora_embedding_A", ".lora_embed
 """Substrings of the only tensor names a servable LoRA holds."""
 VOCAB_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_out", "trainable_tokens")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+FILE_CAPS = {WEIGHTS_FILE: 4 << 30, "specialist.yaml": 256 << 10, CONFIG_FILE: 256 << 10}
+"""Largest size of each file of a folder, in bytes. Other tensors (``*.safetensors``) may be as
+large as the weights; any other file may have DEFAULT_FILE_CAP."""
+DEFAULT_FILE_CAP = 4 << 20
+MOST_FILES = 200
+"""Files and folders an adapter folder may hold (a tokenizer, an eval report, a README...)."""
 DIGEST_CHARS = 8
 MIN_POLL_S = 0.1
 MAX_POLL_S = 60.0
@@ -125,7 +132,14 @@ def validate_adapter_folder(folder: Path, settings: Settings) -> AdapterSpec:
         raise InvalidAdapter(
             name, f"folder name must match {NAME_PATTERN.pattern} (lowercase, digits, - and _)"
         )
+    _check_files(name, folder)
     manifest = load_manifest(folder)
+    if manifest.base_model not in base_model_aliases(settings):
+        raise InvalidAdapter(
+            name,
+            f"specialist.yaml names base_model {manifest.base_model!r}, but the server serves "
+            f"{served_base_name(settings)!r}",
+        )
     present = [f for f in WEIGHT_FILES if (folder / f).is_file()]
     if not present:
         if (folder / "adapter_model.bin").exists():
@@ -142,6 +156,38 @@ def validate_adapter_folder(folder: Path, settings: Settings) -> AdapterSpec:
     _check_tensors(name, folder, settings)
     _check_base_model(name, config, settings)
     return AdapterSpec(folder, manifest, weights_digest(folder), _eval_summary(folder))
+
+
+def _check_files(name: str, folder: Path) -> None:
+    """The folder is untrusted: it must be a real folder whose links stay inside it, with at
+    most :data:`MOST_FILES` entries, each file within its size cap (:data:`FILE_CAPS`)."""
+    if folder.is_symlink():
+        raise InvalidAdapter(name, "the folder is a symbolic link; copy the adapter in instead")
+    root = folder.resolve()
+    entries = 0
+    for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        for entry in [*subdirectories, *files]:
+            entries += 1
+            if entries > MOST_FILES:
+                raise InvalidAdapter(name, f"the folder holds more than {MOST_FILES} files")
+            path = Path(directory) / entry
+            relative = path.relative_to(folder)
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    raise InvalidAdapter(
+                        name, f"{relative} is a symbolic link that leaves the folder"
+                    )
+            if entry in files:
+                weights = entry.endswith(".safetensors")
+                cap = FILE_CAPS.get(
+                    str(relative), FILE_CAPS[WEIGHTS_FILE] if weights else DEFAULT_FILE_CAP
+                )
+                size = path.stat().st_size if path.exists() else 0
+                if size > cap:
+                    raise InvalidAdapter(
+                        name, f"{relative} is {size} bytes; at most {cap} are read"
+                    )
 
 
 def _read_config(name: str, folder: Path) -> dict[str, Any]:
@@ -333,12 +379,24 @@ def weights_digest(folder: Path) -> str:
 
 
 def fingerprint(folder: Path) -> str:
-    """Changes when any file in the folder is added, removed, resized or touched."""
+    """Changes when any file in the folder is added, removed, resized or touched.
+
+    Links are not followed and at most :data:`MOST_FILES` entries are read, so a folder linked
+    to ``/`` costs one look, not a walk of the file system every poll."""
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        with contextlib.suppress(OSError):  # a file deleted while we look: the next pass sees it
-            if path.is_file():
-                stat = path.stat()
+    if folder.is_symlink():
+        digest.update(f"link:{os.readlink(folder)}".encode())
+        return digest.hexdigest()
+    seen = 0
+    for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        subdirectories.sort()
+        for entry in sorted(files):
+            seen += 1
+            if seen > MOST_FILES:
+                return digest.hexdigest()
+            path = Path(directory) / entry
+            with contextlib.suppress(OSError):  # deleted while we look: the next pass sees it
+                stat = path.lstat()
                 relative = path.relative_to(folder)
                 digest.update(f"{relative}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -201,6 +201,43 @@ REJECTIONS: list[tuple[str, Breaker, str]] = [
         lambda f, t: adapter(f.parent, f.name, t, base_model_name_or_path="meta-llama/Llama-3-8B"),
         "trained on base model 'meta-llama/Llama-3-8B', but the server serves",
     ),
+    # An adapter folder is untrusted: what it links to, how big it is, what its YAML expands to.
+    (
+        "linkedeval",
+        lambda f, t: (adapter(f.parent, f.name, t), (f / "eval.json").symlink_to("/etc/hostname")),
+        "eval.json is a symbolic link that leaves the folder",
+    ),
+    (
+        "linkedroot",
+        lambda f, t: f.symlink_to("/"),
+        "the folder is a symbolic link",
+    ),
+    (
+        "bigeval",
+        lambda f, t: (adapter(f.parent, f.name, t), (f / "eval.json").write_text(" " * (5 << 20))),
+        "eval.json is 5242880 bytes; at most 4194304 are read",
+    ),
+    (
+        "aliases",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            (f / "specialist.yaml").write_text(
+                (f / "specialist.yaml").read_text()
+                + "".join(f"x{i}: &x{i} [*x{i - 1}, *x{i - 1}]\n" for i in range(1, 4)).replace(
+                    "*x0, *x0", "1, 2"
+                )
+            ),
+        ),
+        "specialist.yaml uses YAML aliases",
+    ),
+    (
+        "otherbase",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            write_manifest(f, {**builtin_manifest(f.name), "base_model": "llama-3-8b"}),
+        ),
+        "specialist.yaml names base_model 'llama-3-8b', but the server serves",
+    ),
 ]
 
 
@@ -442,3 +479,15 @@ async def test_weights_vllm_refuses_are_rejected_and_the_old_version_unloaded(
     record = (await live_registry.sync_once())["notes"]
     assert record.status == "rejected" and "vLLM could not load it" in (record.reason or "")
     assert first.lora_name not in await served(vllm_server.settings)
+
+
+def test_a_folder_linked_to_the_root_costs_one_look(tmp_path: Path) -> None:
+    import time
+
+    from specialists.registry import fingerprint
+
+    (tmp_path / "root").symlink_to("/")
+    started = time.perf_counter()
+    first = fingerprint(tmp_path / "root")
+    assert time.perf_counter() - started < 0.1
+    assert first == fingerprint(tmp_path / "root")
