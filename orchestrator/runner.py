@@ -35,7 +35,7 @@ from orchestrator.planner import Planner
 from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Outgoing, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord
-from swarm.connections import RedisClient
+from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.errors import UserError
 from swarm.logs import task_context
 from swarm.messages import (
@@ -503,9 +503,14 @@ class Orchestrator:
     # Deadlines
 
     async def _sweep_loop(self) -> None:
+        outage = Outage("deadline sweep")
         while not self._stopping.is_set():
             try:
                 await self.sweep()
+                outage.over()
+            except OUTAGE_ERRORS as exc:
+                await outage.wait(exc)
+                continue
             except Exception:
                 # A Redis hiccup must not end the sweeper; the next sweep tries again.
                 log.exception("deadline sweep failed")

@@ -45,7 +45,7 @@ from swarm.catalog import (
     put_specialist,
     remove_specialist,
 )
-from swarm.connections import RedisClient
+from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.errors import ConfigurationError, InfrastructureError, InvalidAdapter, SwarmError
 from swarm.modelclient import ModelClient
 from swarm.settings import Settings
@@ -600,9 +600,14 @@ class Registry:
 
     async def run(self) -> None:
         """Poll the adapters dir every ``poll_s`` until :meth:`stop`."""
+        outage = Outage("registry")
         while not self._stopping.is_set():
             try:
                 await self.sync_once()
+                outage.over()
+            except OUTAGE_ERRORS as exc:
+                await outage.wait(exc)
+                continue
             except Exception:
                 log.exception("registry pass failed; retrying in %.1fs", self.poll_s)
             with contextlib.suppress(TimeoutError):

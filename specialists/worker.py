@@ -27,7 +27,7 @@ from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
-from swarm.connections import RedisClient
+from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.costs import all_teacher_cost_usd, local_cost_usd
 from swarm.errors import (
     InfrastructureError,
@@ -109,9 +109,17 @@ class Worker:
     async def run(self) -> None:
         """Consume until ``stop()``; follows the catalog when serving every specialist."""
         streams: list[str] = []
+        outage = Outage("worker")
         try:
             while not self._stopping.is_set():
-                wanted = sorted(await self._wanted_streams())
+                try:
+                    wanted = sorted(await self._wanted_streams())
+                    outage.over()
+                except OUTAGE_ERRORS as exc:
+                    # A Redis restart or failover: keep serving the streams already read, and
+                    # look at the catalog again once Redis is back.
+                    await outage.wait(exc)
+                    continue
                 if wanted != streams:
                     if self._consumer is not None:
                         await self._consumer.close()

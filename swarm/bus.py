@@ -37,7 +37,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from swarm import names
-from swarm.connections import RedisClient, text
+from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient, text
 from swarm.errors import InvalidMessage
 from swarm.messages import Envelope, TaskEvent, envelope, utcnow
 from swarm.settings import Settings, get_settings
@@ -420,9 +420,16 @@ class Consumer:
 
     async def run(self) -> None:
         """Consume until ``stop()``; then drain in-flight work and leave the group cleanly."""
-        for stream in self.streams:
-            await self.bus.ensure_group(stream, self.group)
-        await self._beat()
+        outage = Outage(f"consumer {self.name}")
+        while not self._stopping.is_set():
+            try:
+                for stream in self.streams:
+                    await self.bus.ensure_group(stream, self.group)
+                await self._beat()
+                outage.over()
+                break
+            except OUTAGE_ERRORS as exc:
+                await outage.wait(exc)
         background = [
             asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat:{self.name}"),
             asyncio.create_task(self._reclaim_loop(), name=f"reclaim:{self.name}"),
@@ -438,6 +445,7 @@ class Consumer:
                 await self.redis.delete(names.heartbeat_key(self.group, self.name))
 
     async def _read_loop(self) -> None:
+        outage = Outage(f"consumer {self.name}")
         while not self._stopping.is_set():
             free = self.concurrency - len(self._inflight)
             if free <= 0:
@@ -452,10 +460,17 @@ class Consumer:
                     block=self.block_ms,
                 )
             except (RedisError, OSError) as exc:
+                if "NOGROUP" in str(exc):
+                    # Redis came back without its data (no persistence, or a failover to a
+                    # replica that never had the group): create the groups again, whole.
+                    log.warning("consumer %s: its group is gone; creating it again", self.name)
+                    with contextlib.suppress(RedisError, OSError):
+                        for stream in self.streams:
+                            await self.bus.ensure_group(stream, self.group)
                 # Redis restarts and failovers happen; back off and read again.
-                log.warning("consumer %s: read failed (%s); retrying", self.name, exc)
-                await self._sleep(1.0)
+                await outage.wait(exc)
                 continue
+            outage.over()
             for stream, entries in response or []:
                 for entry_id, fields in entries:
                     self._spawn(text(stream), text(entry_id), fields, deliveries=1)
@@ -605,19 +620,29 @@ class Consumer:
                 log.warning("consumer %s lost %s to a reclaimer", self.name, sorted(lost))
 
     async def _heartbeat_loop(self) -> None:
+        outage = Outage(f"consumer {self.name} heartbeat", most_s=self.heartbeat_interval_s)
         while True:
             await asyncio.sleep(self.heartbeat_interval_s)
             try:
                 await self._beat()
-            except (RedisError, OSError) as exc:
+                outage.over()
+            except OUTAGE_ERRORS as exc:
+                await outage.wait(exc)
+            except RedisError as exc:
                 log.warning("consumer %s: heartbeat failed: %s", self.name, exc)
 
     async def _reclaim_loop(self) -> None:
+        outage = Outage(f"consumer {self.name} reclaim", most_s=self.heartbeat_interval_s)
         while not self._stopping.is_set():
             try:
                 await self.reclaim()
-            except (RedisError, OSError) as exc:
-                log.warning("consumer %s: reclaim failed: %s", self.name, exc)
+                outage.over()
+            except OUTAGE_ERRORS as exc:
+                await outage.wait(exc)
+                continue
+            except RedisError as exc:
+                if "NOGROUP" not in str(exc):  # the read loop creates a lost group again
+                    log.warning("consumer %s: reclaim failed: %s", self.name, exc)
             await self._sleep(self.heartbeat_interval_s)
 
     async def reclaim(self) -> int:

@@ -11,13 +11,25 @@ multi-stream reads the bus relies on run unchanged on a cluster.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigurationError, RedisUnavailable
 
@@ -131,3 +143,46 @@ async def connect(url: str, **options: Any) -> RedisClient:
             ) from exc
         raise RedisUnavailable(f"cannot reach Redis at {shown(url)}: {exc}") from exc
     return client
+
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,  # refused, reset; BusyLoadingError while Redis replays its AOF
+    RedisTimeoutError,
+    BusyLoadingError,
+    ClusterDownError,  # a cluster failing over
+    TryAgainError,
+    ReadOnlyError,  # a replica that has not been promoted yet
+    OSError,
+)
+"""What Redis raises while it restarts, replays its log or fails over: worth waiting out. A
+command Redis rejects (a wrong type, say) is no outage and is not retried."""
+
+
+class Outage:
+    """Rides out a Redis outage in a loop: capped exponential backoff with jitter, one log line
+    when the outage starts and one when it ends, never one per failed call.
+
+    ``await outage.wait(exc)`` after a failed pass, ``outage.over()`` after a good one.
+    """
+
+    def __init__(self, what: str, *, first_s: float = 0.1, most_s: float = 2.0) -> None:
+        self.what = what
+        self.first_s = first_s
+        self.most_s = most_s
+        self.failures = 0
+        self.since: float | None = None
+
+    async def wait(self, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s: Redis is unavailable (%s); retrying until it is back", self.what,
+                        exc or type(exc).__name__)  # fmt: skip
+        delay = min(self.most_s, self.first_s * 2**self.failures)
+        self.failures += 1
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def over(self) -> None:
+        if self.since is not None:
+            log.warning("%s: Redis is back after %.1f s", self.what, time.monotonic() - self.since)
+        self.since = None
+        self.failures = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -217,3 +218,66 @@ async def _results(redis: Redis, count: int, *, timeout_s: float) -> dict[str, S
             return found
         await asyncio.sleep(0.1)
     raise AssertionError(f"{len(found)} of {count} step results")
+
+
+async def test_a_worker_rides_out_a_redis_restart(tmp_path: Any) -> None:
+    """Redis killed under a worker that follows the catalog: the worker neither exits nor needs
+    a restart, and serves the next step once Redis is back."""
+    import shutil
+    import subprocess
+
+    port = free_port()
+    command = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+               "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]  # fmt: skip
+
+    def launch() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+    async def start() -> subprocess.Popen[bytes]:
+        server = launch()
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                probe = Redis(port=port)
+                await probe.ping()
+                await probe.aclose()
+                return server
+            await asyncio.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    server = await start()
+    redis = Redis(port=port)
+    answer = json.dumps({"sql": "SELECT COUNT(*) FROM orders"})
+    try:
+        await register_builtins(redis)
+        with openai_stub(replies(answer), free_port()) as stub:
+            settings = Settings(
+                redis_url=f"redis://127.0.0.1:{port}/0", vllm_urls=[stub.url],
+                heartbeat_timeout_s=2,
+            )  # fmt: skip
+            async with ModelClient(settings, retries=0) as client:
+                worker = Worker(redis, settings, client, base_model="base", catalog_poll_s=0.2)
+                runner = asyncio.create_task(worker.run())
+                await asyncio.sleep(1.0)
+                server.kill()
+                server.wait()
+                await asyncio.sleep(2.0)  # several catalog polls fail meanwhile
+                assert not runner.done(), runner
+                server = await start()
+                await register_builtins(redis)  # an empty Redis came back: the catalog again
+                request = StepRequest(
+                    step=StepSpec(id="s1", specialist="sql"), input=SQL_INPUT,
+                    task_input=SQL_INPUT,
+                )  # fmt: skip
+                await Bus(redis, settings=settings).publish(
+                    names.steps_stream("sql"), envelope("t1", request)
+                )
+                try:
+                    results = await _results(redis, 1, timeout_s=20)
+                finally:
+                    worker.stop()
+                    await runner
+        assert results["t1"].valid
+    finally:
+        await redis.aclose()
+        server.kill()
+        server.wait()
