@@ -246,16 +246,8 @@ def run_stack(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
         log_dir.mkdir(parents=True, exist_ok=True)
         for role in ROLES:
             log_path = log_dir / f"{role}.log"
-            with stopper.deferred(), open(log_path, "ab") as log:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "swarm.cli", role],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                children.append((role, child, log_path))
+            with stopper.deferred():
+                children.append((role, spawn_role(role, env, log_path), log_path))
             echo(f"{role}: started (log: {log_path})")
 
         def check() -> None:
@@ -272,8 +264,19 @@ def run_stack(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
             return
         for line in banner(settings):
             echo(line)
+        restarts = Restarts()
         while not stopper.requested:
-            check()
+            # Up and serving: a role that dies is started again, with backoff, and said so.
+            for index, (role, child, log_path) in enumerate(children):
+                if child.poll() is None:
+                    restarts.alive(role)
+                    continue
+                if restarts.due(role, _exited(role, child.returncode, log_path), echo):
+                    with stopper.deferred():
+                        children[index] = (role, spawn_role(role, env, log_path), log_path)
+            process = server.process
+            if process is not None and process.poll() is not None:
+                raise SwarmError(_exited("vLLM", process.returncode, server.log_path))
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass  # Ctrl-C while starting: as clean a stop as one after
@@ -299,6 +302,54 @@ def run_stack(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
             signal.signal(sig, handler)
         if started:
             echo("stopped")
+
+
+def spawn_role(role: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``swarm <role>`` as a child in a session of its own, its output appended to its log."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "swarm.cli", role],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+class Restarts:
+    """When each dead role may start again: after 1, 2, 4... up to 30 s, the wait growing while
+    it keeps dying and starting afresh once it has run for a minute."""
+
+    FIRST_S = 1.0
+    MOST_S = 30.0
+    STEADY_S = 60.0
+
+    def __init__(self) -> None:
+        self.failures: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.waiting: dict[str, float] = {}
+
+    def alive(self, role: str) -> None:
+        started = self.started.get(role)
+        if started is not None and time.monotonic() - started > self.STEADY_S:
+            self.failures.pop(role, None)
+
+    def due(self, role: str, why: str, echo: Callable[[str], None]) -> bool:
+        """Whether to start the dead ``role`` now; says once per death when it will."""
+        now = time.monotonic()
+        if role not in self.waiting:
+            failures = self.failures.get(role, 0)
+            delay = min(self.MOST_S, self.FIRST_S * 2**failures)
+            self.failures[role] = failures + 1
+            self.waiting[role] = now + delay
+            echo(f"{why}; restarting it in {delay:.0f} s")
+        if now < self.waiting[role]:
+            return False
+        del self.waiting[role]
+        self.started[role] = now
+        echo(f"{role}: restarted")
+        return True
 
 
 def _tolerant(echo: Callable[[str], None]) -> Callable[[str], None]:

@@ -185,3 +185,26 @@ def test_a_component_that_died_is_named_with_why(tmp_path: Path) -> None:
         f"api exited with status 1: OSError: [Errno 98] address already in use (log: {log})"
     )
     assert _exited("worker", -9, log) == f"worker was killed by SIGKILL (log: {log})"
+
+
+def test_a_dead_role_is_restarted_with_growing_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swarm import stack
+
+    now = [100.0]
+    monkeypatch.setattr(stack.time, "monotonic", lambda: now[0])
+    said: list[str] = []
+    restarts = stack.Restarts()
+    assert not restarts.due("worker", "worker exited with status 1", said.append)
+    assert said == ["worker exited with status 1; restarting it in 1 s"]
+    now[0] += 1.0
+    assert restarts.due("worker", "worker exited with status 1", said.append)
+    assert said[-1] == "worker: restarted"
+    # It dies again at once: the wait doubles; after a steady minute it starts afresh.
+    assert not restarts.due("worker", "worker exited with status 1", said.append)
+    assert said[-1].endswith("restarting it in 2 s")
+    now[0] += 2.0
+    assert restarts.due("worker", "x", said.append)
+    now[0] += 61.0
+    restarts.alive("worker")
+    assert not restarts.due("worker", "worker exited again", said.append)
+    assert said[-1] == "worker exited again; restarting it in 1 s"
