@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -423,6 +424,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api_keys = [key.get_secret_value().encode() for key in settings.api_keys]
+    streams = StreamSlots(
+        most=settings.api_max_streams, most_per_key=settings.api_max_streams_per_key
+    )
     problems.install(app)
     # Last added runs first: metrics see every response, including a 413 from the body limit.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
@@ -436,7 +440,7 @@ def create_app(
         summary="Submit a task",
         responses={
             200: {"model": TaskAccepted, "description": "An Idempotency-Key replay."},
-            **problems.responses(400, 401, 409, 413, 415, 422, 503),
+            **problems.responses(400, 401, 409, 413, 415, 422, 429, 503),
         },
     )
     async def submit(
@@ -464,6 +468,7 @@ def create_app(
         task_id = new_id()
         idem_key = None
         try:
+            _check_input_size(body.input, settings.max_input_chars)
             steps = plans.normalise(body.plan) if body.plan is not None else []
             if idempotency_key:
                 idem_key = names.idempotency_key(owner or "anonymous", idempotency_key)
@@ -476,6 +481,7 @@ def create_app(
         except (UserError, Problem):
             metrics.TASKS_SUBMITTED.labels("rejected").inc()
             raise
+        await _within_rate(services.redis, owner, settings.api_tasks_per_minute)
         if idem_key is not None:
             claimed = await services.redis.set(idem_key, task_id, nx=True, ex=IDEMPOTENCY_TTL_S)
             if not claimed:  # a concurrent request with the same key won the race
@@ -601,7 +607,7 @@ def create_app(
                 "The stream closes after the terminal state event.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
-            **problems.responses(400, 401, 404, 503),
+            **problems.responses(400, 401, 404, 429, 503),
         },
     )
     async def task_events(
@@ -620,6 +626,7 @@ def create_app(
         follows live until the task ends or the stream's time limit passes."""
         task = await _visible_task(services, task_id, owner)
         start = (last_event_id or after or "0-0").strip()
+        holder = owner or "anonymous"
         if not eventstream.is_stream_id(start):
             raise Problem(
                 400,
@@ -627,15 +634,19 @@ def create_app(
                 "('<milliseconds>-<sequence>')",
                 kind="invalid-event-id",
             )
+        streams.open(holder)  # a 429 when this process or this key has too many open
         return StreamingResponse(
-            eventstream.event_stream(
-                services.redis,
-                services.store,
-                task_id,
-                start,
-                keepalive_s=limits.sse_keepalive_s,
-                max_s=limits.sse_max_s,
-                ended=task.terminal,
+            streams.held(
+                holder,
+                eventstream.event_stream(
+                    services.redis,
+                    services.store,
+                    task_id,
+                    start,
+                    keepalive_s=limits.sse_keepalive_s,
+                    max_s=limits.sse_max_s,
+                    ended=task.terminal,
+                ),
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -749,6 +760,81 @@ def run_api(settings: Settings) -> None:
 
 
 # Submission
+
+
+def _check_input_size(task_input: str | dict[str, Any], most: int) -> None:
+    """A 413 for an input longer than SWARM_MAX_INPUT_CHARS: no worker would run it."""
+    length = (
+        len(task_input)
+        if isinstance(task_input, str)
+        else len(json.dumps(task_input, ensure_ascii=False))
+    )
+    if length > most:
+        raise Problem(
+            413,
+            f"the input is {length} characters; this server takes at most {most} "
+            "(SWARM_MAX_INPUT_CHARS): split it into several tasks",
+            kind="input-too-long",
+        )
+
+
+async def _within_rate(redis: RedisClient, owner: str | None, per_minute: int) -> None:
+    """A 429 once ``owner`` submitted ``per_minute`` tasks this minute; the count lives in
+    Redis, so every API replica shares it."""
+    if per_minute <= 0:
+        return
+    now = time.time()
+    key = names.rate_key(owner or "anonymous", int(now // 60))
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count, _ = await pipe.execute()
+    if int(count) > per_minute:
+        retry = max(1, 60 - int(now % 60))
+        raise Problem(
+            429,
+            f"this key submitted {per_minute} tasks this minute (SWARM_API_TASKS_PER_MINUTE); "
+            f"try again in {retry} s",
+            kind="rate-limited",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+class StreamSlots:
+    """Open event streams, by API key, within a process-wide and a per-key cap: each stream
+    holds a Redis connection for up to an hour, so unbounded streams could starve the rest."""
+
+    RETRY_AFTER_S = 5
+
+    def __init__(self, *, most: int, most_per_key: int) -> None:
+        self.most = most
+        self.most_per_key = most_per_key
+        self.by_key: dict[str, int] = {}
+
+    def open(self, holder: str) -> None:
+        """Take a slot for ``holder``, or raise a 429 saying which cap was reached."""
+        if sum(self.by_key.values()) >= self.most:
+            why = f"this server follows {self.most} event streams already (SWARM_API_MAX_STREAMS)"
+        elif self.by_key.get(holder, 0) >= self.most_per_key:
+            why = (f"this key holds {self.most_per_key} event streams open already "
+                   "(SWARM_API_MAX_STREAMS_PER_KEY); close one")  # fmt: skip
+        else:
+            self.by_key[holder] = self.by_key.get(holder, 0) + 1
+            return
+        raise Problem(
+            429, f"{why}; try again in {self.RETRY_AFTER_S} s", kind="too-many-streams",
+            headers={"Retry-After": str(self.RETRY_AFTER_S)},
+        )  # fmt: skip
+
+    async def held(self, holder: str, events: AsyncIterator[str]) -> AsyncIterator[str]:
+        """``events``, giving the slot back when the stream ends or the client goes."""
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self.by_key[holder] -= 1
+            if not self.by_key[holder]:
+                del self.by_key[holder]
 
 
 def _check_plan(

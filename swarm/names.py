@@ -79,6 +79,11 @@ SPECIALISTS_VERSION_KEY = f"{PREFIX}:specialists:version"
 """Counter bumped with every catalog write, so a cached copy knows when it is stale."""
 
 
+def rate_key(owner: str, window: int) -> str:
+    """Counts one API key owner's task submissions in one minute (``window``: epoch minutes)."""
+    return f"{PREFIX}:rate:{owner}:{window}"
+
+
 def idempotency_key(owner: str, key: str) -> str:
     """Maps a client's Idempotency-Key (per API key owner) to the task id it created."""
     return f"{PREFIX}:idem:{owner}:{key}"

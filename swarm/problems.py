@@ -181,9 +181,10 @@ _DESCRIPTIONS = {
     401: "No valid API key: send 'Authorization: Bearer <key>'.",
     404: "No such task, or it belongs to another API key.",
     409: "The request conflicts with the task's current state.",
-    413: "The request body is too large.",
+    413: "The request body, or the task's input, is too large.",
     415: "The request body is not JSON.",
     422: "The request is well-formed but cannot be run; 'detail' says what to fix.",
+    429: "Too many tasks this minute, or event streams open, for this key: see Retry-After.",
     503: "A dependency (Redis or a model server) is down.",
 }
 

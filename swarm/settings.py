@@ -146,6 +146,18 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated bearer tokens; empty means no auth."
     )
+    api_tasks_per_minute: int = Field(
+        600,
+        ge=0,
+        description="Tasks one API key (or all anonymous callers together) may submit per "
+        "minute, counted in Redis across API replicas; 0: no limit.",
+    )
+    api_max_streams: int = Field(
+        256, ge=1, description="Event streams one API process serves at once."
+    )
+    api_max_streams_per_key: int = Field(
+        16, ge=1, description="Event streams one API key may hold open on one API process."
+    )
     api_allow_anonymous: bool = Field(
         False,
         description="Serve without SWARM_API_KEYS on an address other than loopback. Without it "

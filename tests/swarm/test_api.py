@@ -800,3 +800,61 @@ def test_swarm_api_refuses_to_start_open_on_every_interface() -> None:
         .splitlines()[-1]
         .startswith("error: refusing to serve the API on 0.0.0.0 without keys: set SWARM_API_KEYS")
     )
+
+
+async def test_an_input_longer_than_the_cap_is_a_413_before_anything_is_stored(
+    catalog: None, redis_url: str, redis: Redis
+) -> None:
+    app = create_app(settings(redis_url, max_input_chars=50), limits=FAST)
+    with serve(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            response = await http.post("/v1/tasks", json={"input": "x" * 51, "plan": ["pii"]})
+            assert "at most 50 (SWARM_MAX_INPUT_CHARS)" in problem(response, 413, "input-too-long")
+            ok = await http.post("/v1/tasks", json={"input": "x" * 50, "plan": ["pii"]})
+            assert ok.status_code == 202, ok.text
+    assert len(await submitted(redis)) == 1
+
+
+async def test_task_creation_is_rate_limited_per_key_across_replicas(
+    catalog: None, redis_url: str
+) -> None:
+    keys = {"api_keys": ["alpha", "beta"], "api_tasks_per_minute": 3}
+    body = {"input": "Mail ann@x.io", "plan": ["pii"]}
+    with (
+        serve(create_app(settings(redis_url, **keys), limits=FAST)) as one,
+        serve(create_app(settings(redis_url, **keys), limits=FAST)) as two,
+    ):
+        async with httpx.AsyncClient(timeout=10) as http:
+            if time.time() % 60 > 55:  # the count is per minute: start well inside one
+                await asyncio.sleep(61 - time.time() % 60)
+            alpha = {"authorization": "Bearer alpha"}
+            codes = [
+                (await http.post(f"{url}/v1/tasks", json=body, headers=alpha)).status_code
+                for url in (one, two, one, two)
+            ]
+            beta = await http.post(f"{two}/v1/tasks", json=body,
+                                   headers={"authorization": "Bearer beta"})  # fmt: skip
+            limited = await http.post(f"{one}/v1/tasks", json=body, headers=alpha)
+    assert codes == [202, 202, 202, 429]  # the two replicas share one count
+    assert beta.status_code == 202  # another key has its own allowance
+    assert "SWARM_API_TASKS_PER_MINUTE" in problem(limited, 429, "rate-limited")
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+async def test_event_streams_are_capped_per_key_with_a_429(catalog: None, redis_url: str) -> None:
+    app = create_app(settings(redis_url, api_max_streams_per_key=1), limits=FAST)
+    with serve(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            task_id = await submit(http, {"input": "Mail ann@x.io", "plan": ["pii"]})
+            async with http.stream("GET", f"/v1/tasks/{task_id}/events") as first:
+                assert first.status_code == 200
+                second = await http.get(f"/v1/tasks/{task_id}/events")
+                assert "SWARM_API_MAX_STREAMS_PER_KEY" in problem(second, 429, "too-many-streams")
+                assert second.headers["retry-after"] == "5"
+            # The first stream closed: its slot is free again.
+            for _ in range(50):
+                async with http.stream("GET", f"/v1/tasks/{task_id}/events") as again:
+                    if again.status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert again.status_code == 200
