@@ -62,6 +62,18 @@ def distill(
     run_dir: Path | None = typer.Option(
         None, "--run-dir", help="Stage outputs and cache; default $SWARM_HOME/distill/<name>."
     ),
+    labelled: list[Path] = typer.Option(
+        [],
+        "--labelled",
+        help="Gold-labelled JSONL ({input, output}), e.g. a corpus's train split written by "
+        "`swarm corpus`; train on it instead of asking a teacher. Repeatable.",
+    ),
+    test: list[str] = typer.Option(
+        [],
+        "--test",
+        help="NAME=FILE: a gold-labelled test set to evaluate on (dev/test splits not trained "
+        "on); the first decides packaging. Repeatable.",
+    ),
     from_escalations: bool = typer.Option(
         False,
         "--from-escalations",
@@ -85,8 +97,14 @@ def distill(
         if not extra:
             raise InvalidData(f"no escalations of {specialist!r} are kept in Redis to train on")
         typer.echo(f"escalations: {len(extra)} added to training")
+    tests: dict[str, Path] = {}
+    for item in test:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigurationError(f"--test takes NAME=FILE, not {item!r}")
+        tests[name] = Path(path)
     options = DistillOptions(
-        teacher=teacher,
+        teacher="reference" if labelled else teacher,
         data=data,
         examples=examples,
         test_examples=test_examples,
@@ -105,6 +123,8 @@ def distill(
         out_dir=out,
         run_dir=run_dir,
         extra_train=extra,
+        labelled=tuple(labelled),
+        tests=tests,
     )
     result = Pipeline(settings, spec, options, say=typer.echo).run()
     student = result.evaluation["student"]
@@ -299,3 +319,38 @@ def escalations(
         return
     for example in examples:
         typer.echo(json.dumps(example.to_json(), ensure_ascii=False))
+
+
+def corpus(
+    name: str = typer.Argument(..., help="conll2003, wnut17 or wikigold."),
+    path: Path = typer.Argument(..., help="The corpus file, a local copy (nothing is fetched)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the examples (JSONL)."),
+    limit: int | None = typer.Option(None, "--limit", help="A seeded sample of this many."),
+    skip: int = typer.Option(0, "--skip", help="Drop the first N of the sample (disjoint sets)."),
+    seed: int = typer.Option(0, "--seed"),
+    repository: str = typer.Option(..., "--repository", help="Where the copy came from."),
+    commit: str = typer.Option(..., "--commit", help="The repository's commit (or version)."),
+    split: str = typer.Option(..., "--split", help="train, dev, test..."),
+    licence: str = typer.Option(..., "--licence", help="The data's licence, as its source says."),
+) -> None:
+    """Turn a public corpus's file into a specialist's labelled examples, with their source.
+
+    Writes OUT and OUT.sources.json; `swarm distill --labelled OUT` records the source in the
+    adapter's training.json, and `--test NAME=OUT` in its eval.json.
+    """
+    import json
+
+    from specialists.builtin.corpora import Source, load
+    from swarm.dataset import write_examples
+
+    examples = load(name, path, limit=None if limit is None else limit + skip, seed=seed)
+    examples = examples[skip:]
+    write_examples(out, examples)
+    source = Source(
+        name=name, repository=repository, commit=commit, files=(path.name,), split=split,
+        licence=licence, examples=len(examples),
+    )  # fmt: skip
+    sidecar = out.with_name(out.name + ".sources.json")
+    sampled = {**source.to_json(), "limit": limit, "skip": skip, "seed": seed}
+    sidecar.write_text(json.dumps({"sources": [sampled]}, indent=2))
+    typer.echo(f"{len(examples)} {name} examples in {out} (source in {sidecar})")

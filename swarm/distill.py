@@ -88,6 +88,12 @@ class DistillOptions:
     eval_concurrency: int = 16
     extra_train: list[Example] = field(default_factory=list)
     """Labelled examples added to training (escalations fed back by the cascade)."""
+    labelled: tuple[Path, ...] = ()
+    """Gold-labelled JSONL files (a corpus's train split) to train on instead of asking a
+    teacher; each file's ``<file>.sources.json``, if present, is recorded in ``training.json``."""
+    tests: dict[str, Path] = field(default_factory=dict)
+    """Named gold-labelled test sets; the first decides packaging. With none, a test set is
+    generated (no ``data``) or split off the labelled data."""
 
 
 @dataclass
@@ -113,11 +119,22 @@ class Pipeline:
         self.say = say
         self.run_dir = options.run_dir or settings.home / "distill" / specialist.name
         self.out_dir = options.out_dir or settings.adapters_dir / specialist.name
+        if options.labelled:
+            if options.data is not None or options.teacher == "endpoint":
+                raise ConfigurationError(
+                    "--labelled files carry their gold outputs: give no --data and no teacher"
+                )
+            self.options = options = replace(options, teacher="reference")
         if options.teacher not in ("reference", "endpoint"):
             raise ConfigurationError(
                 f"unknown teacher {options.teacher!r}: use 'reference' or 'endpoint'"
             )
-        if options.teacher == "reference" and options.data is None and not specialist.generate:
+        if (
+            options.teacher == "reference"
+            and options.data is None
+            and not options.labelled
+            and not specialist.generate
+        ):
             raise ConfigurationError(
                 f"{specialist.name!r} has no built-in generator: pass --data FILE with inputs "
                 "and a teacher endpoint (SWARM_TEACHER_URL)"
@@ -144,7 +161,9 @@ class Pipeline:
     def _inputs(self) -> str:
         o = self.options
         generated: list[Example] = []
-        if o.data is not None:
+        if o.labelled:
+            source = "labelled:" + ",".join(_file_digest(path) for path in o.labelled)
+        elif o.data is not None:
             source = _file_digest(o.data)
         else:
             # Generating is cheap, and keying on what came out means a changed generator
@@ -156,7 +175,14 @@ class Pipeline:
         with self._stage("inputs", key) as done:
             if done:
                 return key
-            if o.data is not None:
+            if o.labelled:
+                inputs = [e for path in o.labelled for e in read_examples(path)]
+                unlabelled = sum(1 for e in inputs if e.output is None)
+                if unlabelled:
+                    raise InvalidData(f"{unlabelled} --labelled examples have no gold 'output'")
+                _write_json(self.run_dir / "sources.json", labelled_sources(o.labelled))
+                where = ", ".join(str(path) for path in o.labelled)
+            elif o.data is not None:
                 inputs = read_examples(o.data)
                 where = str(o.data)
             else:
@@ -169,10 +195,23 @@ class Pipeline:
         return key
 
     def _heldout(self) -> str:
-        """Test data from templates and sources training never sees (generator mode only)."""
+        """Test data from templates and sources training never sees: the named test sets, or
+        (generator mode) a generated held-out set."""
         o = self.options
         heldout: list[Example] = []
-        if o.data is None:
+        if o.tests:
+            sets = {name: read_examples(path) for name, path in o.tests.items()}
+            digest = _digest_json({n: [e.to_json() for e in rows] for n, rows in sets.items()})
+            key = _key("tests", self.specialist.name, digest)
+            with self._stage("heldout", key) as done:
+                if not done:
+                    (self.run_dir / "tests").mkdir(exist_ok=True)
+                    for name, rows in sets.items():
+                        write_examples(self.run_dir / "tests" / f"{name}.jsonl", rows)
+                    (self.run_dir / "heldout.jsonl").unlink(missing_ok=True)
+                    self.say("tests: " + ", ".join(f"{n} ({len(r)})" for n, r in sets.items()))
+            return key
+        if o.data is None and not o.labelled:
             assert self.specialist.generate is not None
             heldout = self.specialist.generate(o.test_examples, seed=o.seed + 1, heldout=True)
         digest = _digest_json([e.to_json() for e in heldout])
@@ -184,7 +223,17 @@ class Pipeline:
             self.say(f"heldout: {len(heldout)} examples from unseen templates and sources")
         return key
 
+    def _test_sets(self) -> dict[str, list[Example]]:
+        """The named test sets, first the one that decides packaging."""
+        if self.options.tests:
+            return {
+                n: read_examples(self.run_dir / "tests" / f"{n}.jsonl") for n in self.options.tests
+            }
+        return {"test": self._test_set()}
+
     def _test_set(self) -> list[Example]:
+        if self.options.tests:
+            return next(iter(self._test_sets().values()))
         return _read_optional(self.run_dir / "heldout.jsonl") or read_examples(
             self.run_dir / "test.jsonl"
         )
@@ -250,7 +299,8 @@ class Pipeline:
     def _split(self, upstream: str) -> tuple[str, dict[str, int]]:
         o = self.options
         extra = _digest_json([e.to_json() for e in o.extra_train]) if o.extra_train else ""
-        held_out = o.data is None  # the test set is generated apart, not split off
+        # The test set is generated or given apart, not split off.
+        held_out = bool(o.tests) or (o.data is None and not o.labelled)
         key = _key("split", upstream, o.seed, extra, held_out)
         with self._stage("split", key) as done:
             if done:
@@ -299,6 +349,8 @@ class Pipeline:
             _portable_config(adapter / "adapter_config.json", self.settings)
             training = {"config": {**config.to_json(), "base_model": served_base_name(
                 self.settings)}, "result": result.__dict__}  # fmt: skip
+            if (self.run_dir / "sources.json").is_file():
+                training["sources"] = _read_json(self.run_dir / "sources.json")["sources"]
             _write_json(self.run_dir / "training.json", training)
             self.say(
                 f"train: {result.steps} steps in {result.seconds / 60:.1f} min on "
@@ -314,11 +366,31 @@ class Pipeline:
         with self._stage("evaluate", key) as done:
             if done:
                 return key, _read_json(self.run_dir / "eval.json")
-            test = self._test_set()
+            sets = self._test_sets()
+            results: dict[str, dict[str, EvalReport]] = {}
             with model_server(self.settings, self.say) as url:
-                reports = asyncio.run(self._eval_all(url, test, f"distill-{key[:12]}"))
-            evaluation = write_eval_report(self.run_dir, self.specialist, reports)
-            self.say("evaluate:\n" + markdown_table(reports))
+                for name, test in sets.items():
+                    results[name] = asyncio.run(self._eval_all(url, test, f"distill-{key[:12]}"))
+                    self.say(f"evaluate {name}:\n" + markdown_table(results[name]))
+            first = next(iter(results))
+            evaluation = write_eval_report(self.run_dir, self.specialist, results[first])
+            if self.options.tests:
+                evaluation["set"] = first
+                evaluation["sets"] = {
+                    name: {
+                        **eval_document(self.specialist, reports),
+                        "sources": labelled_sources((self.options.tests[name],))["sources"],
+                    }
+                    for name, reports in results.items()
+                }
+                _write_json(self.run_dir / "eval.json", evaluation)
+                (self.run_dir / "eval.md").write_text(
+                    "\n".join(
+                        f"## {name}\n\n{markdown_table(reports)}"
+                        for name, reports in results.items()
+                    ),
+                    encoding="utf-8",
+                )
         return key, evaluation
 
     async def _eval_all(self, url: str, test: list[Example], lora: str) -> dict[str, EvalReport]:
@@ -465,6 +537,7 @@ def eval_document(specialist: Specialist, reports: dict[str, EvalReport]) -> dic
             "json_validity": report.json_validity,
             "check_pass": report.check_pass,
             "examples": report.examples,
+            "interval_95": list(report.interval) if report.interval else None,
             "metrics": report.metrics,
         }
         if report.model_only is not None:
@@ -475,6 +548,19 @@ def eval_document(specialist: Specialist, reports: dict[str, EvalReport]) -> dic
             round(reports["student"].score / base, 2) if base else None
         )
     return document
+
+
+def labelled_sources(paths: tuple[Path, ...]) -> dict[str, Any]:
+    """What each labelled file says of its source (``<file>.sources.json``, written by
+    ``swarm corpus``), in order; a file without one is named by its path alone."""
+    sources: list[Any] = []
+    for path in paths:
+        sidecar = path.with_name(path.name + ".sources.json")
+        if sidecar.is_file():
+            sources.extend(_read_json(sidecar)["sources"])
+        else:
+            sources.append({"name": path.name, "files": [str(path)], "examples": None})
+    return {"sources": sources}
 
 
 def write_eval_report(

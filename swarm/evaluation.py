@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -45,9 +46,41 @@ class EvalReport:
     latency_ms_p95: float
     model_only: dict[str, Any] | None = None
     """For a specialist with a finish step: the metrics of the model's answers before it."""
+    interval: tuple[float, float] | None = None
+    """The score's 95% bootstrap interval (:func:`bootstrap_interval`)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_interval(
+    examples: Sequence[Example],
+    predictions: Sequence[Prediction],
+    scorer: Scorer,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """The 95% percentile bootstrap interval of the scorer's ``score``: the examples drawn with
+    replacement ``resamples`` times, each draw scored whole, so a micro-averaged F1 is resampled
+    as it is computed. None for fewer than two examples."""
+    n = len(examples)
+    if n < 2:
+        return None
+    rng = random.Random(seed)
+    scores = []
+    for _ in range(resamples):
+        drawn = [rng.randrange(n) for _ in range(n)]
+        scores.append(
+            float(scorer([examples[i] for i in drawn], [predictions[i] for i in drawn])["score"])
+        )
+    scores.sort()
+    low = scores[int(0.025 * (resamples - 1))]
+    high = scores[round(0.975 * (resamples - 1))]
+    return round(low, 4), round(high, 4)
 
 
 def exact_match(examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
@@ -186,6 +219,7 @@ async def evaluate(
         latency_ms_p50=round(statistics.median(timed), 1),
         latency_ms_p95=round(timed[min(len(timed) - 1, int(0.95 * len(timed)))], 1),
         model_only=model_only,
+        interval=bootstrap_interval(examples, predictions, scorer),
     )
 
 
@@ -198,6 +232,7 @@ def markdown_table(reports: dict[str, EvalReport]) -> str:
     first = next(iter(reports.values()))
     rows: list[tuple[str, Callable[[EvalReport], str]]] = [
         (f"{first.metric} (score)", lambda r: f"{r.score:.3f}"),
+        ("95% interval", _interval_cell),
         ("JSON validity", lambda r: f"{r.json_validity:.1%}"),
         ("passes checks", lambda r: f"{r.check_pass:.1%}"),
         ("latency p50 (ms)", lambda r: f"{r.latency_ms_p50:.0f}"),
@@ -216,6 +251,10 @@ def markdown_table(reports: dict[str, EvalReport]) -> str:
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(r) for r in reports.values()) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _interval_cell(report: EvalReport) -> str:
+    return "n/a" if report.interval is None else "{:.3f}-{:.3f}".format(*report.interval)
 
 
 def _model_only_cell(report: EvalReport) -> str:

@@ -11,10 +11,16 @@ from specialists.builtin.definition import (
     WEEKDAY,
     Definition,
     as_written,
+    pattern,
     quoted_items,
 )
 
-ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "DATE", "PRODUCT", "EVENT", "MONEY")
+ENTITY_TYPES = (
+    "PERSON", "ORGANIZATION", "LOCATION", "MISC", "DATE", "MONEY", "PRODUCT", "EVENT"
+)  # fmt: skip
+"""PERSON, ORGANIZATION, LOCATION and MISC as CoNLL-2003 labels them (MISC: nationalities,
+events, works, products and other names); DATE and MONEY as written dates and amounts, which
+the finish step also reads by their form. PRODUCT and EVENT are accepted from older prompts."""
 
 
 def check_entities(input_: dict[str, Any], output: dict[str, Any]) -> str | None:
@@ -28,14 +34,14 @@ def check_entities(input_: dict[str, Any], output: dict[str, Any]) -> str | None
 
 
 DAY = r"\d{1,2}(?:st|nd|rd|th)?"
-DATE = re.compile(
+DATE = pattern(
     rf"\b(?:{WEEKDAY},? )?(?:{DAY} {MONTH}(?:,? \d{{4}})?|{MONTH} {DAY}(?:,? \d{{4}})?"
     rf"|{MONTH},? \d{{4}})(?![\w])"
     r"|(?<![\w./-])(?:\d{4}-\d{2}-\d{2}|\d{1,2}([./])\d{1,2}\1\d{4})(?![\w./-])"
     rf"|\b{WEEKDAY}\b"
 )
 """A written calendar date (English month and day names), an ISO or d/m/y date, or a weekday."""
-DATE_WORD = re.compile(
+DATE_WORD = pattern(
     rf"\b(?:{MONTH}|{WEEKDAY}|spring|summer|autumn|fall|winter|today|tomorrow|yesterday|"
     r"week|month|year|decade|century|quarter|Q[1-4]|FY|H[12])",
     re.IGNORECASE,
@@ -45,27 +51,15 @@ AMOUNT = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?"
 SCALE = r"(?: ?(?:thousand|million|billion|trillion)|(?:k|m|bn|mn)(?![\w]))?"
 CURRENCY_CODE = r"(?:USD|EUR|GBP|CHF|JPY|CNY|INR|AUD|CAD|SEK|NOK|DKK|PLN|Rs\.?)"
 CURRENCY_WORD = r"(?:dollars?|euros?|pounds?|yen|yuan|rupees?|francs?|kronor|kroner|zloty)"
-MONEY = re.compile(
+MONEY = pattern(
     rf"(?<![\w$€£¥₹])(?:(?:US|A|C|NZ|HK)?[$€£¥₹] ?(?:{AMOUNT}){SCALE}"
     rf"|{CURRENCY_CODE} ?(?:{AMOUNT}){SCALE}"
     rf"|(?:{AMOUNT}){SCALE} (?:{CURRENCY_WORD}|{CURRENCY_CODE}|€)"
     rf"|(?:{AMOUNT}) ?€)(?![\w])"
 )
 """An amount with its currency: a symbol, an ISO code or a currency word."""
-CURRENCY = re.compile(rf"[$€£¥₹]|\b(?:{CURRENCY_CODE}|{CURRENCY_WORD}|cents?)\b", re.IGNORECASE)
-LANGUAGES = frozenset(
-    ("English", "French", "German", "Spanish", "Italian", "Portuguese", "Dutch", "Polish",
-     "Swedish", "Danish", "Finnish", "Czech", "Romanian", "Hungarian", "Greek", "Turkish",
-     "Russian", "Arabic", "Hebrew", "Hindi", "Chinese", "Mandarin", "Cantonese", "Japanese",
-     "Korean", "Latin")
-)  # fmt: skip
-"""Capitalised words that follow "in" ("in English") without being places."""
-ARTICLES = frozenset({"The", "A", "An"})
-IN_NAME = re.compile(r"(?<![\w'\u2019-])in (?=[^\W\d_])")
-NAME_WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")
-"""A word of a name: a letter first, then letters, digits, apostrophes and hyphens."""
-LOWER_WORD = re.compile(r"\b[a-z]{4,}\b")
-NAMED = ("PERSON", "ORGANIZATION", "LOCATION", "PRODUCT", "EVENT")
+CURRENCY = pattern(rf"[$€£¥₹]|\b(?:{CURRENCY_CODE}|{CURRENCY_WORD}|cents?)\b", re.IGNORECASE)
+NAMED = ("PERSON", "ORGANIZATION", "LOCATION", "MISC", "PRODUCT", "EVENT")
 """The types whose values are proper names, written with a capital letter in cased text."""
 
 
@@ -101,33 +95,16 @@ def recognise(text: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
-def places_after_in(text: str) -> list[tuple[int, int]]:
-    """The capitalised names right after "in" ("died in Reunion", "500 jobs in Sainte Guy"),
-    as (start, end): in English such a name is a place.
+PLACEHOLDER = pattern(r"\[[A-Z][A-Z_]*\]")
+"""A typed placeholder that a step before wrote in place of a value ("[PERSON]" from pii)."""
 
-    A run of capitalised words is taken up to the first word that is not one; a run with a
-    calendar word, an article first, or a language alone is no place. Text in title case
-    ("Flooding In Lagos Forces Organisers Out", no lower-case word of four letters or more)
-    capitalises words that are no names, so it has none.
-    """
-    if not LOWER_WORD.search(text):
-        return []
-    found = []
-    for match in IN_NAME.finditer(text):
-        start = end = match.end()
-        while (word := NAME_WORD.match(text, end)) and word.group()[0].isupper():
-            end = word.end()
-            if not text.startswith(" ", end):
-                break
-            end += 1
-        value = text[start:end].rstrip(" ").removesuffix("'s").removesuffix("\u2019s")
-        words = value.split()
-        if not words or words[0] in ARTICLES or value in LANGUAGES:
-            continue
-        if any(DATE_WORD.fullmatch(word) for word in words):
-            continue
-        found.append((start, start + len(value)))
-    return found
+
+def _placeholders(text: str) -> bytearray:
+    """1 at each character of ``text`` that is part of a placeholder."""
+    inside = bytearray(len(text))
+    for match in PLACEHOLDER.finditer(text):
+        inside[match.start() : match.end()] = b"\1" * (match.end() - match.start())
+    return inside
 
 
 def _anchor(text: str, value: str) -> str:
@@ -165,9 +142,11 @@ def finish_entities(input_: dict[str, Any], output: dict[str, Any]) -> dict[str,
       (:func:`retype`). A date or amount cut short is widened to the whole one written, and a
       product is named without its article ("the Pixel 9" is the "Pixel 9"), as the gold
       names them. A value is listed at most as often as it occurs in the input.
-    - Written dates and currency amounts the model missed are added (:func:`recognise`), then
-      the names after "in" (:func:`places_after_in`) as places, each unless it overlaps an
-      entity already listed.
+    - An entity that the text holds only inside placeholders ("[PERSON]", written by ``pii``
+      before it) is dropped: what a step before redacted is no entity of this text.
+    - Written dates and currency amounts the model missed are added (:func:`recognise`),
+      each unless it overlaps an entity already listed. Names are the model's alone: no rule
+      reads a name's type off the words around it.
     """
     text = str(input_.get("text", ""))
     entities = output.get("entities")
@@ -175,9 +154,12 @@ def finish_entities(input_: dict[str, Any], output: dict[str, Any]) -> dict[str,
         return output
     cased = any(c.isupper() for c in text)
     recognised = recognise(text)
+    hidden = _placeholders(text)
     kept: list[dict[str, str]] = []
     for entity in entities:
         value = _anchor(text, entity["text"])
+        if value and all(hidden.find(0, a, b) == -1 for a, b in _occurrences(text, value)):
+            continue  # a placeholder ("[PERSON]") or a word of one: a value hidden upstream
         kind = retype(value, entity["type"], cased=cased) if value else None
         if kind is None:
             continue
@@ -187,20 +169,23 @@ def finish_entities(input_: dict[str, Any], output: dict[str, Any]) -> dict[str,
             value = value[4:]
         if sum(e["text"] == value for e in kept) < text.count(value):
             kept.append({"text": value, "type": kind})
-    covered = [span for e in kept for span in _occurrences(text, e["text"])]
-    places = [(start, end, "LOCATION") for start, end in places_after_in(text)] if cased else []
-    for start, end, kind in recognised + places:
-        if not any(start < b and a < end for a, b in covered):
+    covered = bytearray(len(text))  # 1 where a listed entity stands: overlaps in linear time
+    for e in kept:
+        for start, end in _occurrences(text, e["text"]):
+            covered[start:end] = b"\1" * (end - start)
+    for start, end, kind in recognised:
+        if covered.find(1, start, end) == -1:
             kept.append({"text": text[start:end], "type": kind})
-            covered.append((start, end))
+            covered[start:end] = b"\1" * (end - start)
     return {**output, "entities": kept}
 
 
 DEFINITION = Definition(
     name="entities",
     description=(
-        "Extracts named entities (people, organizations, locations, dates, products, events, "
-        "money amounts) from text as JSON. Input: text. Output: entities, each {text, type}."
+        "Extracts named entities (people, organizations, locations, other names such as "
+        "nationalities and events, dates, money amounts) from text as JSON. Input: text. "
+        "Output: entities, each {text, type}."
     ),
     keywords=("entities", "entity", "extract", "ner", "names", "organizations", "locations"),
     input_schema=TEXT_INPUT,
@@ -224,18 +209,19 @@ DEFINITION = Definition(
         "additionalProperties": False,
     },
     system_prompt=(
-        "You extract named entities. List every person, organization, location, date, product, "
-        "event and money amount mentioned in the text, quoting each exactly as written. Reply as "
-        'JSON: {"entities": [{"text": "...", "type": "..."}]}.'
+        "You extract named entities. List every person (PERSON), organization (ORGANIZATION), "
+        "location (LOCATION) and other proper name such as a nationality, event or work (MISC) "
+        "in the text, quoting each exactly as written. Reply as JSON: "
+        '{"entities": [{"text": "...", "type": "..."}]}.'
     ),
     few_shot=(
         {
-            "input": {"text": "Acme Corp opened an office in Berlin on 3 May 2024."},
+            "input": {"text": "Acme Corp opened an office in Berlin, the German capital."},
             "output": {
                 "entities": [
                     {"text": "Acme Corp", "type": "ORGANIZATION"},
                     {"text": "Berlin", "type": "LOCATION"},
-                    {"text": "3 May 2024", "type": "DATE"},
+                    {"text": "German", "type": "MISC"},
                 ]
             },
         },

@@ -153,7 +153,9 @@ def _run(database: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
 def _database(example: Example, gold_sql: str) -> sqlite3.Connection:
     schema = str(example.input.get("schema", ""))
     rows = example.meta.get("rows")
-    if isinstance(rows, dict):
+    if isinstance(example.meta.get("database"), str):
+        database = _copy_of(example.meta["database"])
+    elif isinstance(rows, dict):
         database = build_database(schema, rows)
     else:
         database = schema_database(schema)
@@ -161,6 +163,19 @@ def _database(example: Example, gold_sql: str) -> sqlite3.Connection:
         _fill(database, gold_sql)
         database.set_authorizer(authorize)
     limit_steps(database, SQL_STEP_LIMIT)
+    return database
+
+
+def _copy_of(path: str) -> sqlite3.Connection:
+    """An in-memory copy of a corpus's SQLite file (read only), guarded as a schema is: the
+    predicted query runs on it, never on the file."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    database = sqlite3.connect(":memory:")
+    try:
+        source.backup(database)
+    finally:
+        source.close()
+    database.set_authorizer(authorize)
     return database
 
 

@@ -11,7 +11,6 @@ from specialists.builtin.entities import (
     DATE,
     MONEY,
     finish_entities,
-    places_after_in,
     recognise,
     retype,
 )
@@ -112,36 +111,16 @@ def test_what_the_model_missed_is_added_unless_it_overlaps_an_entity() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "places"),
+    "text",
     [
-        ("Obituary: Marie Miller died on Tuesday in Reunion.", ["Reunion"]),
-        (
-            "BREAKING: Vidal to cut 500 jobs in Sainte Guy, CEO Patricia Jacquot says",
-            ["Sainte Guy"],
-        ),
-        ("Our offices in Timor-Leste and in Paris's suburbs are open.", ["Timor-Leste", "Paris"]),
-        (
-            "Born in L'Aquila, she works in Santa Domenica Ricadi now.",
-            ["L'Aquila", "Santa Domenica Ricadi"],
-        ),
-        # Capitalised, but no place: a calendar word, an article, a language, no letter first.
-        ("Sales rose in March and in Q3, with reports in English.", []),
-        ("It was reviewed in The Times and filed in 2024.", []),
-        ("In Berlin, rents are rising again this year.", []),  # "In" opens a sentence
-        # Title case capitalises words that are no names.
-        ("Flooding in Lagos Forces Organisers to Delay Festival", []),
-        ("ok so we met in lisbon", []),
+        "The library was written in Python and runs in Docker.",
+        "Obituary: Marie Miller died on Tuesday in Reunion.",
+        "Sales rose in March, with reports in English.",
     ],
 )
-def test_a_capitalised_name_after_in_is_a_place(text: str, places: list[str]) -> None:
-    assert [text[a:b] for a, b in places_after_in(text)] == places
-
-
-def test_a_place_after_in_is_added_unless_an_entity_covers_it() -> None:
-    text = "BREAKING: Acme to cut 500 jobs in Sainte Guy, and more in New York Times Square."
-    got = finish(text, ("Acme", "ORGANIZATION"), ("New York", "LOCATION"))
-    assert got == [("Acme", "ORGANIZATION"), ("New York", "LOCATION"), ("Sainte Guy", "LOCATION")]
-    assert finish("ok so we met in lisbon", ("lisbon", "LOCATION")) == [("lisbon", "LOCATION")]
+def test_no_place_is_added_for_a_capitalised_word_after_in(text: str) -> None:
+    # The model's reading stands: "in X" is no evidence of a place ("written in Python").
+    assert all(kind in ("DATE", "MONEY") for _value, kind in finish(text))
 
 
 def test_a_date_or_amount_cut_short_is_widened_to_the_whole_one() -> None:
@@ -151,7 +130,6 @@ def test_a_date_or_amount_cut_short_is_widened_to_the_whole_one() -> None:
         ("April 03, 2025", "DATE"),
         ("$98 million", "MONEY"),
         ("16 Dec", "DATE"),  # the stop is the sentence's
-        ("Rome", "LOCATION"),
     ]
 
 
@@ -194,3 +172,25 @@ def test_finish_leaves_every_gold_answer_as_it_is(heldout: bool) -> None:
     for example in entitydata.generate(1500, seed=11, heldout=heldout):
         assert example.output is not None
         assert finish_entities(example.input, example.output) == example.output, example
+
+
+def test_placeholders_written_upstream_are_no_entities() -> None:
+    text = "[PERSON] met [PERSON] of [ORGANIZATION] in Berlin; call [PHONE]."
+    got = finish(
+        text,
+        ("[PERSON]", "PERSON"), ("PERSON", "PERSON"), ("PHONE", "LOCATION"),
+        ("ORGANIZATION", "ORGANIZATION"), ("Berlin", "LOCATION"),
+    )  # fmt: skip
+    assert got == [("Berlin", "LOCATION")]
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind"),
+    [
+        ("NATO met in Brussels.", "NATO", "ORGANIZATION"),  # capitals alone are no placeholder
+        ("The [Berlin] office opened.", "Berlin", "LOCATION"),  # brackets around a name
+        ("PERSON of the year: [PERSON] beat PERSON Corp.", "PERSON Corp", "ORGANIZATION"),
+    ],
+)
+def test_a_name_outside_any_placeholder_stays(text: str, value: str, kind: str) -> None:
+    assert (value, kind) in finish(text, (value, kind))
