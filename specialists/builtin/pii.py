@@ -482,6 +482,22 @@ def _add_addresses(text: str, kept: list[dict[str, str]]) -> None:
     kept[:] = rebuilt + [{"text": address, "type": "ADDRESS"} for address in added]
 
 
+LEGAL_FORMS = frozenset(
+    ("inc", "inc.", "corp", "corp.", "corporation", "co", "co.", "company", "ltd", "ltd.",
+     "limited", "llc", "l.l.c.", "llp", "lp", "plc", "gmbh", "ag", "kg", "se", "sa", "s.a.",
+     "sas", "sarl", "s.a.r.l.", "srl", "s.r.l.", "spa", "s.p.a.", "bv", "b.v.", "nv", "n.v.",
+     "ab", "oy", "as", "a/s", "aps", "kk", "pty", "pty.", "pte", "holdings", "group")
+)  # fmt: skip
+"""The legal forms that end a company's name (after ISO 20275's list of entity legal forms,
+and "Holdings"/"Group"): a name ending in one is an organisation's, never a person's."""
+
+
+def is_organisation(value: str) -> bool:
+    """Whether ``value`` is a company's name by its legal form ("Acme Corp", "Bigot S.A.")."""
+    words = value.replace(",", " ").split()
+    return len(words) >= 2 and words[-1].lower() in LEGAL_FORMS
+
+
 def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
     """The model's spans repaired and completed, and the redacted text rebuilt from them.
 
@@ -508,9 +524,12 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     - A postal address read by its shape (a street with its number, then postcode, town and
       state parts) is added where the model missed it, and replaces the model's spans inside it
       where it split or mistyped it (:func:`_add_addresses`).
+    - What the model's own redacted text hid without listing it (:func:`model_redactions`)
+      becomes a span of its own, unless it runs around a listed value. A "person" whose name
+      ends in a company's legal form ("Acme Corp") is dropped: organisations are no personal
+      data here, and are never redacted as people.
     - ``redacted_text`` is the input with every span's text replaced by ``[TYPE]``, longest
-      first, so every span found is redacted wherever it occurs; what the model's own redacted
-      text hid stays hidden too (:func:`model_redactions`), even where its span was dropped.
+      first: built from the final spans alone, so the two always agree.
     """
     text = str(input_.get("text", ""))
     spans = output.get("spans")
@@ -557,11 +576,19 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
         if kind is not None and not any(value in span["text"] for span in kept):
             kept.append({"text": value, "type": kind})
     _add_addresses(text, kept)
+    for value, model_kind in model_redactions(text, str(output.get("redacted_text", ""))):
+        # What the model hid without listing it becomes a span, so the spans and the redacted
+        # text always agree; never a stretch around a value already listed ("Ann (a@x.io)").
+        value = value.strip(" \t\n,;")
+        kind = retype(value, model_kind) if value else None
+        if kind is not None and not any(value in s["text"] or s["text"] in value for s in kept):
+            kept.append({"text": value, "type": kind})
+    kept = [
+        span for span in kept if not (span["type"] == "PERSON" and is_organisation(span["text"]))
+    ]
     types: dict[str, str] = {}
     for span in kept:
         types.setdefault(span["text"], span["type"])
-    for value, kind in model_redactions(text, str(output.get("redacted_text", ""))):
-        types.setdefault(value, kind)
     redacted = text
     for value in sorted(types, key=len, reverse=True):
         redacted = redacted.replace(value, f"[{types[value]}]")

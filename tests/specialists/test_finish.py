@@ -123,14 +123,41 @@ def test_miscopied_spans_are_repaired_or_dropped() -> None:
     assert got["redacted_text"] == "Student [PERSON], [EMAIL]"
 
 
-def test_what_the_models_redacted_text_hid_stays_hidden_though_its_span_was_dropped() -> None:
+def test_what_the_models_redacted_text_hid_becomes_a_span_so_text_and_spans_agree() -> None:
     text = "Call Lauren Bud on 0612 today"
     output = {
         "redacted_text": "Call [PERSON] on 0612 today",
         "spans": [{"text": "Maria Lopez", "type": "PERSON"}],  # not in the input: dropped
     }
     got = finish_spans({"text": text}, output)
-    assert got == {"redacted_text": "Call [PERSON] on 0612 today", "spans": []}
+    assert got == {
+        "redacted_text": "Call [PERSON] on 0612 today",
+        "spans": [{"text": "Lauren Bud", "type": "PERSON"}],
+    }
+
+
+def test_an_organisation_is_never_redacted_as_a_person() -> None:
+    # The README's own example: the model hid the company as a person and the email with its
+    # brackets; the finished answer lists what it redacts and redacts what it lists.
+    text = "Maria Lopez (maria@example.com) met Acme Corp in Berlin."
+    output = {
+        "redacted_text": "[PERSON] met [PERSON] in Berlin.",
+        "spans": [{"text": "Maria Lopez", "type": "PERSON"},
+                  {"text": "maria@example.com", "type": "EMAIL"}],
+    }  # fmt: skip
+    got = finish_spans({"text": text}, output)
+    assert got["redacted_text"] == "[PERSON] ([EMAIL]) met Acme Corp in Berlin."
+    assert got["spans"] == output["spans"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ann Corley", "Co Nguyen", "Sa Ra", "Ingrid Aas", "Inc"],  # no legal form ends them
+)
+def test_a_person_is_not_taken_for_a_company(name: str) -> None:
+    got = finish_spans({"text": f"Ask {name} today"}, {"redacted_text": "", "spans": [
+        {"text": name, "type": "PERSON"}]})  # fmt: skip
+    assert got["spans"] == [{"text": name, "type": "PERSON"}]
 
 
 def test_a_miscopied_value_is_the_stretch_of_the_input_it_miscopies() -> None:
