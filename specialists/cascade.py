@@ -109,6 +109,15 @@ class Cascade:
             return Escalated(
                 None, f"{reason}; no teacher configured (SWARM_TEACHER_URL), so not escalated", 0.0
             )
+        spent_key = names.teacher_spend_key(utcnow().strftime("%Y-%m-%d"))
+        cap = self.settings.teacher_daily_usd
+        if cap > 0 and float(await self.redis.get(spent_key) or 0) >= cap:
+            return Escalated(
+                None,
+                f"{reason}; not escalated: the teacher's daily budget of ${cap:g} is spent "
+                "(SWARM_TEACHER_DAILY_USD)",
+                0.0,
+            )
         # The teacher sees the full prompt, few-shot examples included: its best shot.
         messages = render_messages(manifest, step_input)
         remaining = None if deadline is None else (deadline - utcnow()).total_seconds()
@@ -121,10 +130,12 @@ class Cascade:
                 deadline=None if remaining is None else time.monotonic() + remaining,
             )
         except InvalidOutput as exc:
+            await self._spend(spent_key, self.teacher.stats.cost_usd - before)
             return Escalated(None, f"{reason}; the teacher's answer was invalid too: {exc}",
                              self.teacher.stats.cost_usd - before)  # fmt: skip
         except (ModelUnavailable, ConfigurationError) as exc:
             return Escalated(None, f"{reason}; escalation failed: {exc}", 0.0)
+        await self._spend(spent_key, label.cost_usd)
         problem = check(step_input, label.output) if check is not None else None
         if inspect.isawaitable(problem):
             problem = await problem
@@ -136,6 +147,14 @@ class Cascade:
         return Escalated(
             label.output, None, label.cost_usd, label.prompt_tokens, label.completion_tokens
         )
+
+    async def _spend(self, key: str, usd: float) -> None:
+        """Add ``usd`` to the day's teacher spend, which every worker reads before escalating."""
+        if usd > 0:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incrbyfloat(key, usd)
+                pipe.expire(key, 3 * 86_400)
+                await pipe.execute()
 
     async def record(
         self,

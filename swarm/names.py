@@ -104,6 +104,11 @@ DEADLINES_KEY = f"{PREFIX}:deadlines"
 
 
 # Cascade
+def teacher_spend_key(day: str) -> str:
+    """What the deployment spent on the teacher on ``day`` (UTC, ``YYYY-MM-DD``), in USD."""
+    return f"{PREFIX}:teacher-spend:{day}"
+
+
 def escalations_stream(specialist: str) -> str:
     """Stream of a specialist's escalations (input, teacher output, reason), for retraining."""
     return f"{PREFIX}:escalations:{specialist}"

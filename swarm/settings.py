@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     teacher_output_usd_per_mtok: float = Field(
         10.0, description="Teacher price, USD per million completion tokens."
     )
+    teacher_daily_usd: float = Field(
+        100.0,
+        ge=0,
+        description="Most the deployment spends on the teacher per UTC day; past it steps fail "
+        "with that reason instead of escalating. 0: no cap.",
+    )
     teacher_concurrency: int = Field(8, description="Teacher requests in flight at once.")
     teacher_retries: int = Field(4, description="Teacher retries on 429, 5xx and timeouts.")
     teacher_timeout_s: float = Field(60.0, description="Timeout of one teacher request.")

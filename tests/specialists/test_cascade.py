@@ -166,3 +166,26 @@ def test_confidence_and_policy_rules() -> None:
     assert policy.after_valid(0.9) is None and policy.after_valid(None) is None
     assert policy.after_valid(0.5) == "confidence 0.500 below min_confidence=0.8"
     assert Policy.of({}).on_invalid_output is True
+
+
+async def test_past_the_daily_teacher_budget_steps_fail_instead_of_escalating(
+    redis: Redis, tmp_path: Any
+) -> None:
+    await register_sql(redis, on_invalid_output=True)
+    with (
+        openai_stub([answer(BAD)], free_port()) as student,
+        openai_stub([answer(GOOD)], free_port()) as teacher,
+    ):
+        # The first escalation costs $92e-6, past a $50e-6 day: the second is not sent.
+        settings = settings_for(
+            student.url, teacher.url, teacher_cache=tmp_path / "t.db", teacher_daily_usd=50e-6
+        )
+        first = await run_step(redis, settings, "sql", SQL_INPUT, task="t1")
+        await redis.delete(names.RESULTS_STREAM)
+        second = await run_step(redis, settings, "sql", SQL_INPUT, task="t2")
+    assert first.valid and first.escalated
+    assert not second.valid and not second.escalated and len(teacher.requests) == 1
+    assert second.error is not None
+    assert "the teacher's daily budget of $5e-05 is spent (SWARM_TEACHER_DAILY_USD)" in (
+        second.error
+    )
