@@ -548,10 +548,10 @@ async def run_orchestrator(settings: Settings) -> None:
 
     from orchestrator.planner import ModelPlanner
     from swarm.basemodel import served_base_name
-    from swarm.connections import connect
+    from swarm.connections import connect_when_up
     from swarm.modelclient import ModelClient
 
-    redis = await connect(settings.redis_url)
+    redis = await connect_when_up(settings.redis_url, "orchestrator")
     # One quick retry: a planner that waits long on a model server holds up the task, and the
     # rule planner is always there to fall back on.
     client = ModelClient(settings, retries=1, timeout_s=30)

@@ -622,9 +622,9 @@ async def run_registry(settings: Settings) -> None:
     """``swarm registry``: watch the adapters dir until SIGINT or SIGTERM."""
     import signal
 
-    from swarm.connections import connect
+    from swarm.connections import connect_when_up
 
-    redis = await connect(settings.redis_url)
+    redis = await connect_when_up(settings.redis_url, "registry")
     client = ModelClient(settings)
     registry = Registry(redis, settings, client)
     loop = asyncio.get_running_loop()

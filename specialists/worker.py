@@ -389,9 +389,9 @@ async def run_worker(settings: Settings, specialists: Sequence[str] | None = Non
     import signal
 
     from swarm.basemodel import served_base_name
-    from swarm.connections import connect
+    from swarm.connections import connect_when_up
 
-    redis = await connect(settings.redis_url)
+    redis = await connect_when_up(settings.redis_url, "worker")
     client = ModelClient(settings)
     teacher = (
         Teacher.from_settings(settings, cache=LabelCache(cache_path(settings)))

@@ -186,3 +186,18 @@ class Outage:
             log.warning("%s: Redis is back after %.1f s", self.what, time.monotonic() - self.since)
         self.since = None
         self.failures = 0
+
+
+async def connect_when_up(url: str, what: str, **options: Any) -> RedisClient:
+    """:func:`connect`, waiting out an outage: a role started while Redis restarts or fails
+    over (a supervisor restarting it, say) waits for it instead of exiting. A URL that cannot
+    work still fails at once (``ConfigurationError``)."""
+    outage = Outage(what)
+    while True:
+        try:
+            client = await connect(url, **options)
+        except RedisUnavailable as exc:
+            await outage.wait(exc)
+            continue
+        outage.over()
+        return client
