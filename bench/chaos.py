@@ -18,6 +18,8 @@ the roles that exited on their own (not killed by the bench), and the kills.
 Target: 0 lost, 0 duplicates, 0 roles exiting on their own, and every accepted task terminal
 within a minute of the last kill.
 
+Tasks are spread over the chaos window (``--kills`` x ``--every`` seconds), in both runs.
+
 Usage: python bench/chaos.py [--tasks 300] [--kills 20] [--redis-kills 4] [--every 1.5]
 The last line printed is one JSON object with the figures.
 """
@@ -119,9 +121,11 @@ async def wait_ready(url: str, redis_url: str, timeout_s: float = 90) -> None:
     raise RuntimeError(f"the stack at {url} (Redis {redis_url}) did not come up")
 
 
-async def submit_all(url: str, count: int, concurrency: int, tag: str) -> list[str]:
-    """Submit ``count`` tasks; each is re-sent with its Idempotency-Key until accepted."""
+async def submit_all(url: str, count: int, concurrency: int, tag: str, over_s: float) -> list[str]:
+    """Submit ``count`` tasks spread evenly over ``over_s`` seconds (the chaos runs meanwhile);
+    each is re-sent with its Idempotency-Key until accepted."""
     accepted: list[str] = []
+    started = time.monotonic()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
         queue.put_nowait(n)
@@ -130,6 +134,7 @@ async def submit_all(url: str, count: int, concurrency: int, tag: str) -> list[s
         async with httpx.AsyncClient(timeout=10) as http:
             while not queue.empty():
                 n = queue.get_nowait()
+                await asyncio.sleep(max(0.0, started + n * over_s / count - time.monotonic()))
                 headers = {"Idempotency-Key": f"{tag}-{n}"}
                 for _ in range(600):  # 600 x 0.2 s: two minutes of outages at most
                     try:
@@ -249,7 +254,9 @@ async def run(args: argparse.Namespace, tmp: Path, model_url: str, kills: int) -
             chaos(processes, kills, min(args.redis_kills, kills), args.every, stop)
         )
         started = time.monotonic()
-        ids = await submit_all(url, args.tasks, args.concurrency, tag=f"k{kills}")
+        ids = await submit_all(
+            url, args.tasks, args.concurrency, tag=f"k{kills}", over_s=args.kills * args.every
+        )
         killed = await chaos_task
         last_kill = time.monotonic()
         figures = await outcome(redis, ids, SETTLE_S)
