@@ -535,6 +535,8 @@ class Orchestrator:
                 else (utcnow() - task.created_at).total_seconds()
             )
             await self._end(task_id, "failed", f"deadline exceeded after {budget:.1f}s")
+        # Accepted tasks are never trimmed at publish; here, only those every group is done with.
+        await self.bus.trim_read(names.TASKS_STREAM)
         return len(overdue)
 
 

@@ -70,12 +70,20 @@ return owned
 
 
 # XADD unless this message id was published to this stream before; both keys share a slot.
+# A maxlen of 0 means no trimming at publish (the tasks stream: see ``Bus.trim_read``).
 _PUBLISH_SCRIPT = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  if ARGV[2] == '0' then
+    return redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+  end
   return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
 end
 return false
 """
+
+UNTRIMMED_AT_PUBLISH = frozenset({names.TASKS_STREAM})
+"""Streams whose entries are accepted work nobody may drop before a consumer group has read
+and acknowledged them: trimmed by :meth:`Bus.trim_read`, never by length at publish."""
 
 
 # Mark message ids handled and acknowledge their entries, atomically, in one round trip.
@@ -181,9 +189,39 @@ class Bus:
         """
         entry_id = await self._publish_script(
             keys=[stream, names.published_key(stream, message.id)],
-            args=[message.encode(), self.settings.stream_maxlen, self.settings.dedupe_ttl_s],
+            args=[message.encode(), self.maxlen(stream), self.settings.dedupe_ttl_s],
         )
         return text(entry_id) if entry_id else None
+
+    def maxlen(self, stream: str) -> int:
+        """The approximate length ``stream`` is trimmed to at publish; 0: not trimmed there."""
+        return 0 if stream in UNTRIMMED_AT_PUBLISH else self.settings.stream_maxlen
+
+    async def trim_read(self, stream: str) -> int:
+        """Trim ``stream`` to about ``SWARM_STREAM_MAXLEN`` entries, but only of entries every
+        consumer group has read and acknowledged; returns how many were removed.
+
+        The safe point is the oldest of each group's last delivered id and oldest pending
+        entry: below it, every group is done with every entry."""
+        if await self.redis.xlen(stream) <= self.settings.stream_maxlen:
+            return 0
+        groups: Any = await self.redis.xinfo_groups(stream)
+        if not groups:
+            return 0  # nobody has read anything yet: nothing may go
+        safe: list[tuple[int, int]] = []
+        for group in groups:
+            info = {text(k): v for k, v in group.items()}
+            safe.append(_stream_id(text(info["last-delivered-id"]), after=True))
+            if int(info.get("pending", 0)):
+                oldest: Any = await self.redis.xpending_range(
+                    stream, text(info["name"]), min="-", max="+", count=1
+                )
+                if oldest:
+                    safe.append(_stream_id(text(oldest[0]["message_id"])))
+        low = min(safe)
+        if low <= (0, 0):
+            return 0
+        return int(await self.redis.xtrim(stream, minid=f"{low[0]}-{low[1]}", approximate=False))
 
     def outgoing(self, stream: str, message: Envelope) -> Outgoing:
         """``message`` for ``stream``, to publish within a task write (``TaskStore.update``),
@@ -192,7 +230,7 @@ class Bus:
             stream=stream,
             dedupe_key=names.published_key(stream, message.id),
             payload=message.encode(),
-            maxlen=self.settings.stream_maxlen,
+            maxlen=self.maxlen(stream),
             dedupe_ttl_s=self.settings.dedupe_ttl_s,
         )
 
@@ -705,3 +743,10 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float)
             return True
         await asyncio.sleep(0.05)
     return await predicate()
+
+
+def _stream_id(entry_id: str, *, after: bool = False) -> tuple[int, int]:
+    """A stream entry id as (milliseconds, sequence); with ``after``, the id just past it."""
+    ms, _, seq = entry_id.partition("-")
+    parsed = (int(ms), int(seq or 0))
+    return (parsed[0], parsed[1] + 1) if after else parsed

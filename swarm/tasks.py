@@ -49,7 +49,11 @@ local a = base + 4
 for i = 1, n_out do
   local stream, seen = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
   if redis.call('SET', seen, '1', 'NX', 'EX', ARGV[a + 2]) then
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'm', ARGV[a])
+    if ARGV[a + 1] == '0' then
+      redis.call('XADD', stream, '*', 'm', ARGV[a])
+    else
+      redis.call('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'm', ARGV[a])
+    end
   end
   a = a + 3
 end

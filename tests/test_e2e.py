@@ -120,11 +120,22 @@ async def test_three_step_task_through_http(api: str) -> None:
     check_steps(task)
     pii, entities, sql = task["steps"]
     assert pii["input"] == {"text": TEXT}
-    if pii["status"] == "completed":
-        assert entities["input"] == {"text": pii["output"]["redacted_text"]}  # the handoff
-    if task["state"] == "completed":
-        assert task["result"] == sql["output"]
-        assert sql["input"] == SQL_FIELDS
+    # The flagship plan, its outputs asserted: what pii lists it redacts and what it redacts
+    # it lists; the email is hidden; the company is no person; entities reads the redacted
+    # text and reports no placeholder as an entity.
+    assert task["state"] == "completed", task
+    redacted, spans = pii["output"]["redacted_text"], pii["output"]["spans"]
+    assert "john.smith@example.com" not in redacted and "[EMAIL]" in redacted
+    for span in spans:
+        assert span["text"] not in redacted and f"[{span['type']}]" in redacted
+    assert redacted.count("[") == sum(redacted.count(f"[{s['type']}]") for s in {
+        s["type"]: s for s in spans}.values())  # fmt: skip
+    assert {"text": "Acme Corp", "type": "PERSON"} not in spans
+    assert entities["input"] == {"text": redacted}  # the handoff
+    for entity in entities["output"]["entities"]:
+        assert "[" not in entity["text"] and entity["text"] not in ("PERSON", "EMAIL")
+    assert task["result"] == sql["output"]
+    assert sql["input"] == SQL_FIELDS
 
 
 def bounded(schema: dict[str, Any]) -> dict[str, Any]:

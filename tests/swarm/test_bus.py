@@ -82,6 +82,27 @@ async def test_publish_trims_the_stream_approximately(redis: Redis) -> None:
     assert 100 <= await redis.xlen(STREAM) < 1000
 
 
+async def test_accepted_tasks_are_trimmed_only_once_every_group_is_done_with_them(
+    redis: Redis,
+) -> None:
+    bus = Bus(redis, settings=Settings(stream_maxlen=2))
+    stream, group = names.TASKS_STREAM, names.ORCHESTRATORS_GROUP
+    for n in range(8):
+        await bus.publish(stream, envelope(f"t{n}", Cancel()))
+    assert await redis.xlen(stream) == 8  # unread: nothing trimmed at publish
+    assert await bus.trim_read(stream) == 0  # no group has read any
+    await bus.ensure_group(stream, group)
+    read: Any = await redis.xreadgroup(group, "c1", {stream: ">"}, count=5)
+    ids = [entry_id for entry_id, _fields in read[0][1]]
+    await redis.xack(stream, group, ids[0], ids[1], ids[3], ids[4])  # the third still pending
+    assert await bus.trim_read(stream) == 2  # the two before the pending one
+    remaining = [entry_id for entry_id, _ in await redis.xrange(stream)]
+    assert remaining[0] == ids[2] and len(remaining) == 6
+    await redis.xack(stream, group, ids[2])
+    assert await bus.trim_read(stream) == 3  # up to the last read; the three unread stay
+    assert await redis.xlen(stream) == 3
+
+
 async def test_a_republished_message_has_no_second_effect(
     redis: Redis, bus_settings: Settings
 ) -> None:
