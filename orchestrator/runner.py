@@ -426,9 +426,7 @@ class Orchestrator:
         for step in ready:
             request = StepRequest(
                 step=step.spec(),
-                input=inputs[step.id],
-                task_input=task.input,
-                artifacts={d: done[d].output for d in step.depends_on},
+                input=inputs[step.id],  # built from the task input and the artifacts: no copy
                 deadline=task.deadline,
             )
             message = Envelope(

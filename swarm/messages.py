@@ -68,9 +68,15 @@ class StepRequest(WireModel):
         default_factory=dict,
         description="The specialist's input, built from the task input and earlier artifacts.",
     )
-    task_input: str | dict[str, Any]
+    task_input: str | dict[str, Any] = Field(
+        "",
+        description="The whole task input; sent only when ``input`` is empty (an orchestrator "
+        "builds ``input``, so a step does not carry the task input again).",
+    )
     artifacts: dict[str, Any] = Field(
-        default_factory=dict, description="Validated outputs of earlier steps, by step id."
+        default_factory=dict,
+        description="Validated outputs of earlier steps, by step id (not sent by orchestrators: "
+        "``input`` is built from them).",
     )
     deadline: datetime | None = None
 

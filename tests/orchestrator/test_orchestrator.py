@@ -29,11 +29,11 @@ async def test_a_chain_hands_each_output_to_the_next_step(
     task_id = await driver.submit({"text": TEXT, **SQL_FIELDS}, linear("pii", "entities", "sql"))
     (pii,) = await driver.wait_requests("pii", task_id)
     assert pii.input == {"text": TEXT}
-    assert pii.task_input == {"text": TEXT, **SQL_FIELDS}
+    # A step carries its own input only: the task input is not copied into every request.
+    assert pii.task_input == "" and pii.artifacts == {}
     await driver.answer(task_id, "s1", "pii", {"redacted_text": REDACTED})
     (entities,) = await driver.wait_requests("entities", task_id)
     assert entities.input == {"text": REDACTED}  # the manifest's handoff
-    assert entities.artifacts == {"s1": {"redacted_text": REDACTED}}
     await driver.answer(task_id, "s2", "entities", {"entities": "Acme Corp"})
     (sql,) = await driver.wait_requests("sql", task_id)
     assert sql.input == SQL_FIELDS  # the task input still reaches later steps
@@ -78,7 +78,7 @@ async def test_a_diamond_runs_its_independent_steps_at_once(
     await driver.answer(task_id, "c", "right", {"right": "R"})
     (join,) = await driver.wait_requests("join", task_id)
     assert join.input == {"left": "L", "right": "R"}
-    assert join.artifacts == {"b": {"left": "L"}, "c": {"right": "R"}}
+    assert join.artifacts == {}  # its input was built from them
     await driver.answer(task_id, "d", "join", {"joined": "LR"})
     task = await driver.finished(task_id)
     assert task.state == "completed" and task.result == {"joined": "LR"}
