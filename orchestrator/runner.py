@@ -551,7 +551,9 @@ async def run_orchestrator(settings: Settings) -> None:
     from swarm.connections import connect_when_up
     from swarm.modelclient import ModelClient
 
-    redis = await connect_when_up(settings.redis_url, "orchestrator")
+    redis = await connect_when_up(
+        settings.redis_url, "orchestrator", max_connections=settings.redis_max_connections
+    )
     # One quick retry: a planner that waits long on a model server holds up the task, and the
     # rule planner is always there to fall back on.
     client = ModelClient(settings, retries=1, timeout_s=30)

@@ -624,7 +624,9 @@ async def run_registry(settings: Settings) -> None:
 
     from swarm.connections import connect_when_up
 
-    redis = await connect_when_up(settings.redis_url, "registry")
+    redis = await connect_when_up(
+        settings.redis_url, "registry", max_connections=settings.redis_max_connections
+    )
     client = ModelClient(settings)
     registry = Registry(redis, settings, client)
     loop = asyncio.get_running_loop()

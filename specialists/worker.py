@@ -391,7 +391,9 @@ async def run_worker(settings: Settings, specialists: Sequence[str] | None = Non
     from swarm.basemodel import served_base_name
     from swarm.connections import connect_when_up
 
-    redis = await connect_when_up(settings.redis_url, "worker")
+    redis = await connect_when_up(
+        settings.redis_url, "worker", max_connections=settings.redis_max_connections
+    )
     client = ModelClient(settings)
     teacher = (
         Teacher.from_settings(settings, cache=LabelCache(cache_path(settings)))

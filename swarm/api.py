@@ -370,15 +370,15 @@ class BodyLimit:
 # The app
 
 
-async def _open_redis(url: str) -> RedisClient:
+async def _open_redis(url: str, max_connections: int) -> RedisClient:
     """A client for ``url``, a cluster client if it points at a cluster. An unreachable Redis
     does not stop the API from starting: ``/readyz`` says so, and calls fail as 503 until
     it is back."""
     try:
-        return await connect(url)
+        return await connect(url, max_connections=max_connections)
     except RedisUnavailable as exc:
         log.warning("%s; starting anyway", exc)
-        return redis_client(url)
+        return redis_client(url, max_connections=max_connections)
 
 
 def create_app(
@@ -394,7 +394,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis if redis is not None else await _open_redis(settings.redis_url)
+        client = (
+            redis
+            if redis is not None
+            else await _open_redis(settings.redis_url, settings.redis_max_connections)
+        )
         http = httpx.AsyncClient(timeout=limits.ready_timeout_s)
         app.state.services = _Services(
             redis=client,

@@ -18,7 +18,7 @@ import time
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     BusyLoadingError,
@@ -54,11 +54,13 @@ def text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def redis_client(url: str, **options: Any) -> RedisClient:
+def redis_client(url: str, *, max_connections: int | None = None, **options: Any) -> RedisClient:
     """A client as every swarm process uses it (bytes replies, bounded socket waits).
 
     A ``redis+cluster://`` URL gives a cluster client; any other URL a single-server client,
-    without checking what the server is (``connect`` checks).
+    without checking what the server is (``connect`` checks). ``max_connections`` bounds the
+    pool (per node, for a cluster); a command finding it full waits for a connection, up to
+    the socket timeout, instead of opening another.
     """
     settings: dict[str, Any] = {
         "decode_responses": False,
@@ -72,8 +74,15 @@ def redis_client(url: str, **options: Any) -> RedisClient:
             raise ConfigurationError(
                 f"Redis Cluster has only database 0: drop the database number from {shown(url)}"
             )
+        if max_connections is not None:
+            settings["max_connections"] = max_connections
         return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **settings)
-    return Redis.from_url(url, **settings)
+    if max_connections is None:
+        return Redis.from_url(url, **settings)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=SOCKET_TIMEOUT_S, **settings
+    )
+    return Redis(connection_pool=pool, auto_close_connection_pool=True)
 
 
 SECRET_QUERY_KEYS = frozenset(

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     )
 
     # Bus
+    redis_max_connections: int = Field(
+        512,
+        ge=8,
+        description="Redis connections one process may hold (its pool; per node on a cluster): "
+        "more than SWARM_API_MAX_STREAMS, since each open event stream holds one.",
+    )
     stream_maxlen: int = Field(100_000, description="Approximate cap on each stream's length.")
     heartbeat_timeout_s: float = Field(
         15.0, description="A consumer silent this long is dead; its messages are reclaimed."

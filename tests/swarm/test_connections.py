@@ -129,3 +129,24 @@ def test_urls_in_messages_hide_the_password() -> None:
 )
 def test_shown_masks_every_secret_in_a_url(url: str, masked: str) -> None:
     assert shown(url) == masked
+
+
+async def test_a_bounded_pool_makes_a_command_wait_for_a_free_connection() -> None:
+    import asyncio
+    import time
+
+    from redisfixture import TEST_REDIS_URL
+
+    client = redis_client(TEST_REDIS_URL, max_connections=2)
+    try:
+        started = time.monotonic()
+
+        async def blocked_read() -> None:
+            await client.xread({"swarm-test:nothing": "$"}, block=600)
+
+        await asyncio.gather(blocked_read(), blocked_read(), client.ping())
+        # Both connections were held by the blocking reads: the PING waited for one.
+        assert time.monotonic() - started >= 0.5
+        assert client.connection_pool.max_connections == 2  # type: ignore[union-attr]
+    finally:
+        await client.aclose()
