@@ -35,6 +35,7 @@ from swarm.errors import (
     ModelBehaviorError,
     RuleBudgetExceeded,
     UnknownSpecialist,
+    UserError,
 )
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
@@ -276,6 +277,11 @@ class Worker:
                 # vLLM answers 404 for an adapter between its restart and the registry's reload.
                 outcome.error = f"model unavailable: {exc}"
                 continue
+            except UserError as exc:
+                # A 400 (an input longer than the model's context, say): the same request would
+                # be refused again, so the step fails with the reason, once, not redelivered.
+                outcome.error = str(exc)
+                break
             prompt_tokens += completion.usage.prompt_tokens
             completion_tokens += completion.usage.completion_tokens
             outcome.tokens = TokenUsage(prompt=prompt_tokens, completion=completion_tokens)

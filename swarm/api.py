@@ -472,7 +472,7 @@ def create_app(
         task_id = new_id()
         idem_key = None
         try:
-            _check_input_size(body.input, settings.max_input_chars)
+            _check_input_size(body.input, settings.max_input_chars, settings.max_model_len)
             steps = plans.normalise(body.plan) if body.plan is not None else []
             if idempotency_key:
                 idem_key = names.idempotency_key(owner or "anonymous", idempotency_key)
@@ -766,13 +766,27 @@ def run_api(settings: Settings) -> None:
 # Submission
 
 
-def _check_input_size(task_input: str | dict[str, Any], most: int) -> None:
-    """A 413 for an input longer than SWARM_MAX_INPUT_CHARS: no worker would run it."""
+CHARS_PER_TOKEN = 4
+"""Characters per token in English text for the tokenizers swarm serves: an input longer than
+the context at this rate cannot fit, whatever its words."""
+
+
+def _check_input_size(task_input: str | dict[str, Any], most: int, context_tokens: int) -> None:
+    """A 413 for an input longer than SWARM_MAX_INPUT_CHARS, or than the model's context can
+    hold even at :data:`CHARS_PER_TOKEN`: no worker could run it."""
     length = (
         len(task_input)
         if isinstance(task_input, str)
         else len(json.dumps(task_input, ensure_ascii=False))
     )
+    if length > context_tokens * CHARS_PER_TOKEN:
+        raise Problem(
+            413,
+            f"the input is {length} characters, about {length // CHARS_PER_TOKEN} tokens or "
+            f"more: it cannot fit the model's context of {context_tokens} tokens "
+            "(SWARM_MAX_MODEL_LEN); split it into several tasks",
+            kind="input-too-long",
+        )
     if length > most:
         raise Problem(
             413,

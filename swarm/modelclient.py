@@ -624,7 +624,8 @@ class _Refused(Exception):
             return UnknownSpecialist(f"the model server does not serve {model!r}: {self.detail}")
         if self.status >= 500:
             return ModelUnavailable(f"{self.url} failed ({self.status}): {self.detail}")
-        return UserError(f"{self.url} refused the request ({self.status}): {self.detail}")
+        # No URL here: this reason reaches the task's caller, and the address is internal.
+        return UserError(f"the model server refused the request ({self.status}): {self.detail}")
 
 
 def _detail(response: _Answer) -> str:

@@ -281,3 +281,17 @@ async def test_a_worker_rides_out_a_redis_restart(tmp_path: Any) -> None:
         await redis.aclose()
         server.kill()
         server.wait()
+
+
+async def test_a_request_the_model_refuses_fails_the_step_once_without_its_address(
+    redis: Redis, stub_settings: Settings
+) -> None:
+    refusal = {"error": {"message": "This model's maximum context length is 2048 tokens."}}
+    with openai_stub([lambda _b: (400, refusal)], free_port()) as stub:
+        settings = stub_settings.model_copy(update={"vllm_urls": [stub.url]})
+        result = await run_step(redis, settings, "pii", {"text": "Mail ann@x.io"})
+    assert not result.valid and result.attempts == 1 and len(stub.requests) == 1
+    assert result.error is not None and "maximum context length is 2048" in result.error
+    assert stub.url.split("//")[1] not in result.error
+    pending = await redis.xpending(names.steps_stream("pii"), names.WORKERS_GROUP)
+    assert pending["pending"] == 0  # handled: not redelivered

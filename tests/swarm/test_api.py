@@ -858,3 +858,13 @@ async def test_event_streams_are_capped_per_key_with_a_429(catalog: None, redis_
                         break
                 await asyncio.sleep(0.1)
             assert again.status_code == 200
+
+
+async def test_an_input_that_cannot_fit_the_models_context_is_a_413(
+    catalog: None, redis_url: str
+) -> None:
+    app = create_app(settings(redis_url, max_model_len=10), limits=FAST)
+    with serve(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            response = await http.post("/v1/tasks", json={"input": "x" * 41, "plan": ["pii"]})
+    assert "cannot fit the model's context of 10 tokens" in problem(response, 413)
