@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
@@ -54,6 +56,17 @@ def text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
+CALL_RETRIES = 4
+"""Retries of one Redis command on a lost connection, a timeout or a Redis still loading: with
+the backoff, about two seconds."""
+
+
+def scheme_is_cluster(url: str) -> bool:
+    """Whether ``url`` asks for a cluster client outright (``redis+cluster://``)."""
+    scheme, sep, _rest = url.partition("://")
+    return bool(sep) and scheme in CLUSTER_SCHEMES
+
+
 def redis_client(url: str, *, max_connections: int | None = None, **options: Any) -> RedisClient:
     """A client as every swarm process uses it (bytes replies, bounded socket waits).
 
@@ -66,8 +79,16 @@ def redis_client(url: str, *, max_connections: int | None = None, **options: Any
         "decode_responses": False,
         "socket_timeout": SOCKET_TIMEOUT_S,
         "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        # Every call path rides out a blip (a restart, a failover, an AOF replay) in the client:
+        # capped exponential backoff with jitter. A longer outage is the callers' loops' to wait
+        # out (:class:`Outage`).
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), CALL_RETRIES),
         **options,
     }
+    if not scheme_is_cluster(url):
+        settings.setdefault(
+            "retry_on_error", [BusyLoadingError, RedisConnectionError, RedisTimeoutError]
+        )
     scheme, sep, rest = url.partition("://")
     if sep and scheme in CLUSTER_SCHEMES:
         if urlsplit(url).path.strip("/") not in ("", "0"):

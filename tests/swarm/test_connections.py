@@ -150,3 +150,16 @@ async def test_a_bounded_pool_makes_a_command_wait_for_a_free_connection() -> No
         assert client.connection_pool.max_connections == 2  # type: ignore[union-attr]
     finally:
         await client.aclose()
+
+
+def test_every_client_retries_a_lost_connection_with_capped_jittered_backoff() -> None:
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import BusyLoadingError
+
+    from swarm.connections import CALL_RETRIES
+
+    retry = redis_client("redis://127.0.0.1:6379/0").get_retry()
+    assert retry is not None and retry._retries == CALL_RETRIES
+    assert isinstance(retry._backoff, ExponentialWithJitterBackoff)
+    assert all(retry._backoff.compute(n) <= 1.0 for n in range(20))  # capped
+    assert isinstance(BusyLoadingError(), retry._supported_errors)  # Redis replaying its AOF
