@@ -138,12 +138,24 @@ class TaskIn(BaseModel):
                     ],
                 },
                 {"input": "Call me at +1 555 0100.", "goal": "redact personal data"},
-            ]
+            ],
+            # A deadline is given one way or the other, never both.
+            "not": {"required": ["deadline_s", "deadline"]},
+            # A plan, or a goal in words for the planner.
+            "anyOf": [
+                {"required": ["plan"], "properties": {"plan": {"type": "array"}}},
+                {
+                    "required": ["goal"],
+                    "properties": {"goal": {"type": "string", "pattern": r"\S"}},
+                },
+            ],
         },
     )
 
     input: str | dict[str, Any] = Field(
-        description="Text (seen by specialists as {'text': ...}), or a JSON object of fields."
+        description="Text (seen by specialists as {'text': ...}), or a JSON object of fields.",
+        # Text must not be blank; JSON Schema applies "pattern" to strings only.
+        json_schema_extra={"pattern": r"\S"},
     )
     plan: list[PlanItem] | None = Field(
         None,
@@ -432,6 +444,7 @@ def create_app(
         most=settings.api_max_streams, most_per_key=settings.api_max_streams_per_key
     )
     problems.install(app)
+    app.openapi = lambda: _openapi(app, secured=bool(settings.api_keys))  # type: ignore[method-assign]
     # Last added runs first: metrics see every response, including a 413 from the body limit.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(metrics.HttpMetrics)
@@ -527,7 +540,7 @@ def create_app(
         if not _same_request(existing, body, steps):
             metrics.TASKS_SUBMITTED.labels("rejected").inc()
             raise Problem(
-                422,
+                409,  # the key's state conflicts with this request, as RFC 9110 puts it
                 f"this Idempotency-Key was already used for a different task ({existing.id}); "
                 "use a new key for a new task",
                 kind="idempotency-key-reused",
@@ -549,8 +562,8 @@ def create_app(
         task = await _visible_task(services, task_id, owner)
         return task.model_dump(mode="json", exclude={"owner"})
 
-    @app.delete(
-        "/v1/tasks/{task_id}",
+    @app.post(
+        "/v1/tasks/{task_id}/cancel",
         status_code=202,
         response_model=TaskOut,
         response_model_exclude={"owner"},
@@ -620,10 +633,17 @@ def create_app(
         services: Services,
         last_event_id: Annotated[
             str | None,
-            Header(description="Resume after this event id (sent by EventSource on reconnect)."),
+            # Sent by EventSource on its own when it reconnects: part of the SSE protocol, so
+            # not an operation parameter in the document (``after`` is, for plain clients).
+            # Checked below, with a 400 that says what an event id looks like.
+            Header(include_in_schema=False),
         ] = None,
         after: Annotated[
-            str | None, Query(description="Resume after this event id (for plain clients).")
+            str | None,
+            Query(
+                pattern=EVENT_ID_PATTERN,
+                description="Resume after this event id (for plain clients).",
+            ),
         ] = None,
     ) -> StreamingResponse:
         """Replays the events after ``Last-Event-ID`` (or ``after``; all without either), then
@@ -761,6 +781,73 @@ def run_api(settings: Settings) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
     )
+
+
+# The OpenAPI document
+
+EVENT_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
+"""A stream entry id, as the event stream sends it: ``<milliseconds>-<sequence>``."""
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event id: resume after it."},
+        "event": {
+            "type": "string",
+            "description": "The event's kind ('state', 'step.started'...).",
+        },
+        "data": {"type": "string", "description": "The TaskEvent as JSON."},
+    },
+}
+
+
+def _openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
+    """FastAPI's document, made to tell the truth: every error is ``application/problem+json``
+    (validation errors included), the event stream's events are described, and the bearer
+    scheme is declared only when the server has keys."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    document = get_openapi(
+        title=app.title, version=app.version, summary=app.summary,
+        description=app.description, routes=app.routes, tags=app.openapi_tags,
+    )  # fmt: skip
+    problem = {"$ref": "#/components/schemas/ProblemDetails"}
+    components = document.setdefault("components", {})
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            if not secured:
+                operation.pop("security", None)
+            for parameter in operation.get("parameters", []):
+                # An optional header or query parameter is absent, never null: "null" would be
+                # sent as text.
+                options = parameter.get("schema", {}).get("anyOf")
+                if options and {"type": "null"} in options and len(options) == 2:
+                    kept = next(o for o in options if o != {"type": "null"})
+                    rest = {k: v for k, v in parameter["schema"].items() if k != "anyOf"}
+                    parameter["schema"] = {**kept, **rest}
+            for status, response in operation.get("responses", {}).items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {problems.MEDIA_TYPE: {"schema": problem}}
+                stream = response.get("content", {}).get("text/event-stream")
+                if stream is not None:
+                    stream["schema"] = SSE_EVENT_SCHEMA
+    schemas = components.get("schemas", {})
+    plan = schemas.get("TaskIn", {}).get("properties", {}).get("plan")
+    if plan is not None:
+        # All names or all steps, never a mix (pydantic reads it as one list of either).
+        steps = {"$ref": "#/components/schemas/StepSpec"}
+        plan["anyOf"] = [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "array", "items": steps},
+            {"type": "null"},
+        ]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    if not secured:
+        components.pop("securitySchemes", None)
+    app.openapi_schema = document
+    return document
 
 
 # Submission

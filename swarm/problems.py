@@ -164,6 +164,16 @@ def status_of(exc: SwarmError) -> int:
     return 500
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods every route of the app serves on the request's path, as an Allow header."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries documenting problem bodies for these statuses."""
     return {
@@ -272,16 +282,19 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}; the API is described at /docs"
-        elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path; a path
+            # served by several routes (GET and POST /v1/tasks) allows all of theirs.
+            allowed = _allowed_methods(request) or headers.get("Allow") or headers.get("allow")
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            if allowed:
+                headers["Allow"] = allowed
             detail = f"{request.method} is not allowed on {request.url.path}" + (
                 f"; use {allowed}" if allowed else ""
             )
         return problem_response(
-            exc.status_code,
-            detail,
-            instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
+            exc.status_code, detail, instance=request.url.path, headers=headers or None
         )
 
     @app.exception_handler(TaskNotFound)

@@ -326,7 +326,7 @@ async def test_an_idempotency_key_answers_with_the_task_it_created(
     changed = await client.post(
         "/v1/tasks", json={"input": "y", "plan": ["pii"]}, headers={"Idempotency-Key": "k1"}
     )
-    assert "already used for a different task" in problem(changed, 422, "idempotency-key-reused")
+    assert "already used for a different task" in problem(changed, 409, "idempotency-key-reused")
 
 
 async def test_concurrent_repeats_of_one_key_make_one_task(
@@ -371,7 +371,7 @@ async def test_each_key_sees_only_its_own_tasks(
             for method, route in [
                 ("POST", "/v1/tasks"),
                 ("GET", path),
-                ("DELETE", path),
+                ("POST", f"{path}/cancel"),
                 ("GET", f"{path}/events"),
                 ("GET", "/v1/specialists"),
             ]:
@@ -384,7 +384,11 @@ async def test_each_key_sees_only_its_own_tasks(
                 assert "not valid" in problem(wrong, 401)
                 assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
             assert (await http.get(path, headers=alice)).status_code == 200
-            for method, route in [("GET", path), ("DELETE", path), ("GET", f"{path}/events")]:
+            for method, route in [
+                ("GET", path),
+                ("POST", f"{path}/cancel"),
+                ("GET", f"{path}/events"),
+            ]:
                 problem(await http.request(method, route, headers=bob), 404, "task-not-found")
             # The same Idempotency-Key from another key is another task.
             with_key = {"Idempotency-Key": "k"}
@@ -498,6 +502,8 @@ async def test_events_replay_exactly_what_was_missed(
     # Digits outside ASCII are digits to str.isdigit, and a 500 from int() or from Redis.
     for odd in ("\u00b2", "1-\u0663"):
         bad = await client.get("/v1/tasks/t1/events", params={"after": odd})
+        assert "should match pattern" in problem(bad, 422, "invalid-request")  # the schema's
+        bad = await client.get("/v1/tasks/t1/events", headers={"Last-Event-ID": odd.encode()})
         assert "is not an event id" in problem(bad, 400, "invalid-event-id")
 
 
@@ -590,7 +596,9 @@ async def test_cancel_ends_the_task_and_tells_the_workers(
     pubsub = redis.pubsub()
     await pubsub.subscribe(names.cancel_channel(task_id))
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
-    response = await client.delete(f"/v1/tasks/{task_id}", params={"reason": "changed my mind"})
+    response = await client.post(
+        f"/v1/tasks/{task_id}/cancel", params={"reason": "changed my mind"}
+    )
     assert response.status_code == 202
     task = response.json()
     assert task["state"] == "canceled" and task["reason"] == "changed my mind"
@@ -605,7 +613,7 @@ async def test_cancel_ends_the_task_and_tells_the_workers(
     assert isinstance(messages[1].body, Cancel) and messages[1].body.reason == "changed my mind"
     events = await read_events(client, f"/v1/tasks/{task_id}/events")
     assert json.loads(events[-1]["data"])["state"] == "canceled"
-    again = await client.delete(f"/v1/tasks/{task_id}")
+    again = await client.post(f"/v1/tasks/{task_id}/cancel")
     assert "is already canceled" in problem(again, 409, "task-ended")
 
 
@@ -617,10 +625,10 @@ async def test_a_finished_task_cannot_be_canceled(client: httpx.AsyncClient, red
         return [TaskEvent(kind="state", state="completed")]
 
     await TaskStore(redis).update(task_id, complete)
-    response = await client.delete(f"/v1/tasks/{task_id}")
+    response = await client.post(f"/v1/tasks/{task_id}/cancel")
     assert "is already completed" in problem(response, 409, "task-ended")
     assert not await redis.exists(names.canceled_key(task_id))
-    problem(await client.delete("/v1/tasks/nope"), 404)
+    problem(await client.post("/v1/tasks/nope/cancel"), 404)
 
 
 # --- specialists and operations ----------------------------------------------------------------
@@ -697,6 +705,7 @@ async def test_openapi_documents_every_route_and_its_problems(client: httpx.Asyn
         "/v1/tasks",
         "/v1/tasks/{task_id}",
         "/v1/tasks/{task_id}/events",
+        "/v1/tasks/{task_id}/cancel",
         "/v1/specialists",
         "/healthz",
         "/readyz",
@@ -712,7 +721,24 @@ async def test_openapi_documents_every_route_and_its_problems(client: httpx.Asyn
     )
     schemas = spec["components"]["schemas"]
     assert schemas["TaskIn"]["examples"] and "owner" not in schemas["TaskOut"]["properties"]
+    # Without keys no security scheme is declared: none is asked for.
+    assert "securitySchemes" not in spec["components"]
+    assert all(PROBLEM in r["content"] for op in paths["/v1/tasks/{task_id}"].values()
+               for status, r in op["responses"].items() if status >= "400")  # fmt: skip
+    cancel = paths["/v1/tasks/{task_id}/cancel"]["post"]
+    assert {"202", "404", "409"} <= set(cancel["responses"])
+
+
+async def test_a_server_with_keys_declares_its_bearer_scheme(redis_url: str) -> None:
+    spec = create_app(settings(redis_url, api_keys=["k"])).openapi()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert paths_needing_auth(spec) >= {"/v1/tasks", "/v1/specialists"}
+
+
+def paths_needing_auth(spec: dict[str, Any]) -> set[str]:
+    return {
+        path for path, ops in spec["paths"].items() if any("security" in o for o in ops.values())
+    }
 
 
 async def test_a_body_that_is_not_json_is_415(client: httpx.AsyncClient) -> None:
