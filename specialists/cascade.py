@@ -17,9 +17,9 @@ the step fails with the student's reason and says so.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,7 +102,7 @@ class Cascade:
         task_id: str,
         step_id: str,
         student_output: Any = None,
-        check: Any = None,
+        check: Callable[[dict[str, Any], Any], Awaitable[str | None]] | None = None,
     ) -> Escalated:
         """Ask the teacher (with retries, within the deadline) and keep the escalation."""
         if self.teacher is None:
@@ -130,15 +130,13 @@ class Cascade:
                 deadline=None if remaining is None else time.monotonic() + remaining,
             )
         except InvalidOutput as exc:
-            await self._spend(spent_key, self.teacher.stats.cost_usd - before)
-            return Escalated(None, f"{reason}; the teacher's answer was invalid too: {exc}",
-                             self.teacher.stats.cost_usd - before)  # fmt: skip
+            spent = self.teacher.stats.cost_usd - before
+            await self._spend(spent_key, spent)
+            return Escalated(None, f"{reason}; the teacher's answer was invalid too: {exc}", spent)
         except (ModelUnavailable, ConfigurationError) as exc:
             return Escalated(None, f"{reason}; escalation failed: {exc}", 0.0)
         await self._spend(spent_key, label.cost_usd)
-        problem = check(step_input, label.output) if check is not None else None
-        if inspect.isawaitable(problem):
-            problem = await problem
+        problem = await check(step_input, label.output) if check is not None else None
         if problem is not None:
             return Escalated(None, f"{reason}; the teacher's answer failed the checks: {problem}",
                              label.cost_usd)  # fmt: skip

@@ -140,12 +140,7 @@ class RuleRunner:
         Raises :class:`InputTooLong` for an input over the cap, and
         :class:`~swarm.errors.RuleBudgetExceeded` when the rules run past the budget.
         """
-        length = input_chars(step_input)
-        if length > self.max_input_chars:
-            raise InputTooLong(
-                f"the input is {length} characters; {name!r} takes at most "
-                f"{self.max_input_chars} (SWARM_MAX_INPUT_CHARS)"
-            )
+        length = self.check_length(name, step_input)
         if not has_rules(name):
             return apply_rules(name, output_schema, step_input, output, finish=finish)
         child = await self._idle.get()
@@ -181,6 +176,16 @@ class RuleRunner:
                 await asyncio.to_thread(child.kill)
                 child = None
             self._idle.put_nowait(child)
+
+    def check_length(self, name: str, step_input: dict[str, Any]) -> int:
+        """The input's length (:func:`input_chars`); raises :class:`InputTooLong` over the cap."""
+        length = input_chars(step_input)
+        if length > self.max_input_chars:
+            raise InputTooLong(
+                f"the input is {length} characters; {name!r} takes at most "
+                f"{self.max_input_chars} (SWARM_MAX_INPUT_CHARS)"
+            )
+        return length
 
     def _start(self) -> _Child:
         parent, child_end = self._context.Pipe()

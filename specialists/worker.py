@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -22,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from specialists.cascade import Cascade, Escalated, Policy, confidence
-from specialists.rules import RuleRunner, input_chars
+from specialists.rules import InputTooLong, RuleRunner
 from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
@@ -241,12 +242,10 @@ class Worker:
         model = record.lora_name or self.base_model
         policy = Policy.of(manifest)
         outcome = StepOutcome(tokens=TokenUsage())
-        length = input_chars(step_input)
-        if length > self.settings.max_input_chars:
-            outcome.error = (
-                f"the input is {length} characters; a step takes at most "
-                f"{self.settings.max_input_chars} (SWARM_MAX_INPUT_CHARS)"
-            )
+        try:
+            self.rules.check_length(record.name, step_input)  # before the model is asked
+        except InputTooLong as exc:
+            outcome.error = str(exc)
             return outcome
         outcome.escalation_reason = policy.before(step_input)
         if outcome.escalation_reason is not None:
@@ -372,7 +371,7 @@ class Worker:
             task_id=task_id,
             step_id=request.step.id,
             student_output=outcome.output,
-            check=lambda i, o: self._check(record, i, o),
+            check=functools.partial(self._check, record),
         )
 
 

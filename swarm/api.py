@@ -855,7 +855,7 @@ def _openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
 
 CHARS_PER_TOKEN = 4
 """Characters per token in English text for the tokenizers swarm serves: an input longer than
-the context at this rate cannot fit, whatever its words."""
+the context at this rate almost never fits (only text a tokenizer merges into long tokens)."""
 
 
 def _check_input_size(task_input: str | dict[str, Any], most: int, context_tokens: int) -> None:

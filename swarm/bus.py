@@ -218,9 +218,7 @@ class Bus:
                 )
                 if oldest:
                     safe.append(_stream_id(text(oldest[0]["message_id"])))
-        low = min(safe)
-        if low <= (0, 0):
-            return 0
+        low = min(safe)  # past 0-0 always: a real entry id is, and so is "just after" one
         return int(await self.redis.xtrim(stream, minid=f"{low[0]}-{low[1]}", approximate=False))
 
     def outgoing(self, stream: str, message: Envelope) -> Outgoing:

@@ -226,14 +226,16 @@ class Pipeline:
     def _test_sets(self) -> dict[str, list[Example]]:
         """The named test sets, first the one that decides packaging."""
         if self.options.tests:
-            return {
-                n: read_examples(self.run_dir / "tests" / f"{n}.jsonl") for n in self.options.tests
-            }
+            return {n: self._named_test_set(n) for n in self.options.tests}
         return {"test": self._test_set()}
 
+    def _named_test_set(self, name: str) -> list[Example]:
+        return read_examples(self.run_dir / "tests" / f"{name}.jsonl")
+
     def _test_set(self) -> list[Example]:
+        """The test set that decides packaging."""
         if self.options.tests:
-            return next(iter(self._test_sets().values()))
+            return self._named_test_set(next(iter(self.options.tests)))
         return _read_optional(self.run_dir / "heldout.jsonl") or read_examples(
             self.run_dir / "test.jsonl"
         )

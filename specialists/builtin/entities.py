@@ -99,11 +99,16 @@ PLACEHOLDER = pattern(r"\[[A-Z][A-Z_]*\]")
 """A typed placeholder that a step before wrote in place of a value ("[PERSON]" from pii)."""
 
 
+def _mark(mask: bytearray, start: int, end: int) -> None:
+    """Set ``mask`` to 1 from ``start`` to ``end``: masks make overlap tests linear in time."""
+    mask[start:end] = b"\1" * (end - start)
+
+
 def _placeholders(text: str) -> bytearray:
     """1 at each character of ``text`` that is part of a placeholder."""
     inside = bytearray(len(text))
     for match in PLACEHOLDER.finditer(text):
-        inside[match.start() : match.end()] = b"\1" * (match.end() - match.start())
+        _mark(inside, match.start(), match.end())
     return inside
 
 
@@ -169,14 +174,14 @@ def finish_entities(input_: dict[str, Any], output: dict[str, Any]) -> dict[str,
             value = value[4:]
         if sum(e["text"] == value for e in kept) < text.count(value):
             kept.append({"text": value, "type": kind})
-    covered = bytearray(len(text))  # 1 where a listed entity stands: overlaps in linear time
+    covered = bytearray(len(text))  # 1 where a listed entity stands
     for e in kept:
         for start, end in _occurrences(text, e["text"]):
-            covered[start:end] = b"\1" * (end - start)
+            _mark(covered, start, end)
     for start, end, kind in recognised:
         if covered.find(1, start, end) == -1:
             kept.append({"text": text[start:end], "type": kind})
-            covered[start:end] = b"\1" * (end - start)
+            _mark(covered, start, end)
     return {**output, "entities": kept}
 
 

@@ -8,6 +8,8 @@ every span or entity in the data weighs the same, whichever example it sits in.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import random
 import re
 import sqlite3
@@ -115,34 +117,46 @@ def sql_scores(examples: Sequence[Example], predictions: Sequence[Prediction]) -
     built from its schema and ``meta.rows``; without rows (teacher-labelled data), tables are
     filled with seeded random values, reusing the gold query's literals so filters match.
     """
-    correct = errors = 0
-    for example, prediction in zip(examples, predictions, strict=True):
-        gold_sql = str((example.output or {}).get("sql", ""))
-        predicted_sql = str((prediction or {}).get("sql", ""))
-        if not prediction or check_sql(example.input, {"sql": predicted_sql}) is not None:
-            errors += 1
-            continue
-        try:
-            database = _database(example, gold_sql)
-        except InvalidSchema:
-            errors += 1  # nothing can run on a refused schema, the gold query included
-            continue
-        try:
-            expected = _run(database, gold_sql)
-            try:
-                got = _run(database, predicted_sql)
-            except sqlite3.Error:
-                errors += 1
-                continue
-        finally:
-            database.close()
-        ordered = re.search(r"\border\s+by\b", gold_sql, re.IGNORECASE) is not None
-        if (got == expected) if ordered else (Counter(got) == Counter(expected)):
-            correct += 1
+    outcomes = Counter(
+        _outcome(
+            json.dumps(example.to_json(), sort_keys=True),
+            str(prediction.get("sql", "")) if prediction else None,
+        )
+        for example, prediction in zip(examples, predictions, strict=True)
+    )
+    correct, errors = outcomes["correct"], outcomes["error"]
     total = len(examples)
     accuracy = correct / total if total else 0.0
     return {"score": round(accuracy, 4), "execution_accuracy": round(accuracy, 4),
             "correct": correct, "errors": errors}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _outcome(example_json: str, predicted_sql: str | None) -> str:
+    """``correct``, ``wrong`` or ``error`` for one example and predicted query (None: no valid
+    answer). Cached by value: a bootstrap interval scores the same pairs a thousand times, and
+    each would otherwise build its database and run both queries again."""
+    if predicted_sql is None:
+        return "error"
+    example = Example.from_json(json.loads(example_json))
+    gold_sql = str((example.output or {}).get("sql", ""))
+    if check_sql(example.input, {"sql": predicted_sql}) is not None:
+        return "error"
+    try:
+        database = _database(example, gold_sql)
+    except InvalidSchema:
+        return "error"  # nothing can run on a refused schema, the gold query included
+    try:
+        expected = _run(database, gold_sql)
+        try:
+            got = _run(database, predicted_sql)
+        except sqlite3.Error:
+            return "error"
+    finally:
+        database.close()
+    ordered = re.search(r"\border\s+by\b", gold_sql, re.IGNORECASE) is not None
+    same = (got == expected) if ordered else (Counter(got) == Counter(expected))
+    return "correct" if same else "wrong"
 
 
 def _run(database: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:

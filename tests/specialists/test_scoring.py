@@ -122,3 +122,16 @@ def test_sql_without_rows_fills_tables_so_filters_still_discriminate() -> None:
 def test_exact_match_ignores_key_order() -> None:
     example = Example(input={"text": "x"}, output={"a": 1, "b": [1, 2]})
     assert exact_match([example, example], [{"b": [1, 2], "a": 1}, {"a": 1}])["score"] == 0.5
+
+
+def test_a_bootstrap_interval_runs_each_sql_pair_once() -> None:
+    from specialists.builtin import scoring
+    from swarm.evaluation import bootstrap_interval
+
+    examples = [sql_example("SELECT COUNT(*) FROM t WHERE city = 'Oslo'"),
+                sql_example("SELECT city FROM t WHERE n > 4")]  # fmt: skip
+    predictions = [{"sql": "SELECT 2"}, {"sql": "SELECT city FROM t"}]
+    scoring._outcome.cache_clear()
+    low, high = bootstrap_interval(examples, predictions, sql_scores, resamples=200) or (0, 0)
+    assert (low, high) == (0.0, 1.0)  # one right, one wrong: a draw of either alone
+    assert scoring._outcome.cache_info().misses == 2  # built and run once per pair
