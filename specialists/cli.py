@@ -322,12 +322,18 @@ def escalations(
 
 
 def corpus(
-    name: str = typer.Argument(..., help="conll2003, wnut17 or wikigold."),
+    name: str = typer.Argument(..., help="See `swarm corpus --help`."),
     path: Path = typer.Argument(..., help="The corpus file, a local copy (nothing is fetched)."),
     out: Path = typer.Option(..., "--out", help="Where to write the examples (JSONL)."),
     limit: int | None = typer.Option(None, "--limit", help="A seeded sample of this many."),
     skip: int = typer.Option(0, "--skip", help="Drop the first N of the sample (disjoint sets)."),
     seed: int = typer.Option(0, "--seed"),
+    max_chars: int | None = typer.Option(
+        None,
+        "--max-chars",
+        help="Keep only examples whose input and output, as JSON, are this "
+        "short (before sampling): a training run's length budget.",
+    ),
     repository: str = typer.Option(..., "--repository", help="Where the copy came from."),
     commit: str = typer.Option(..., "--commit", help="The repository's commit (or version)."),
     split: str = typer.Option(..., "--split", help="train, dev, test..."),
@@ -335,15 +341,29 @@ def corpus(
 ) -> None:
     """Turn a public corpus's file into a specialist's labelled examples, with their source.
 
+    Corpora: conll2003, wnut17 and wikigold (entities), spider (sql), and conll2003-pii,
+    wnut17-pii and wikigold-pii (pii: the corpus's people in real sentences, plus placed values).
+
     Writes OUT and OUT.sources.json; `swarm distill --labelled OUT` records the source in the
     adapter's training.json, and `--test NAME=OUT` in its eval.json.
     """
     import json
+    import random
 
     from specialists.builtin.corpora import Source, load
     from swarm.dataset import write_examples
 
-    examples = load(name, path, limit=None if limit is None else limit + skip, seed=seed)
+    sample = None if limit is None else limit + skip
+    heldout = split != "train"
+    examples = load(
+        name, path, limit=None if max_chars is not None else sample, seed=seed, heldout=heldout
+    )
+    if max_chars is not None:
+        examples = [e for e in examples if len(json.dumps(e.input)) + len(json.dumps(e.output))
+                    <= max_chars]  # fmt: skip
+        if sample is not None and sample < len(examples):
+            keep = sorted(random.Random(seed).sample(range(len(examples)), sample))
+            examples = [examples[i] for i in keep]
     examples = examples[skip:]
     write_examples(out, examples)
     source = Source(
@@ -352,5 +372,7 @@ def corpus(
     )  # fmt: skip
     sidecar = out.with_name(out.name + ".sources.json")
     sampled = {**source.to_json(), "limit": limit, "skip": skip, "seed": seed}
+    if max_chars is not None:
+        sampled["max_chars"] = max_chars
     sidecar.write_text(json.dumps({"sources": [sampled]}, indent=2))
     typer.echo(f"{len(examples)} {name} examples in {out} (source in {sidecar})")

@@ -13,6 +13,7 @@ wall-clock budget.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import time
 
@@ -135,3 +136,23 @@ def schema_database(schema: str) -> sqlite3.Connection:
             database.close()
         raise NotDDL(f"the schema does not build: {exc}") from exc
     return database
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,100}")
+_BLANKS = re.compile(r"\s{1,1000}")
+
+
+def compact_schema(schema: str) -> str:
+    """``schema`` written compactly, one statement a line: the same tables, columns, keys and
+    references with quotes dropped from plain names and no layout. A database file's DDL, as its
+    maker laid it out, can take three times the model's tokens of this; the meaning is the same.
+    Text sqlglot cannot read or write (SQLite takes some DDL it does not) has its blanks folded."""
+    try:
+        statements = [s for s in sqlglot.parse(schema, read="sqlite") if s is not None]
+        for statement in statements:
+            for ident in statement.find_all(exp.Identifier):
+                if _PLAIN_NAME.fullmatch(ident.name):
+                    ident.set("quoted", False)
+        return "\n".join(f"{s.sql(dialect='sqlite')};" for s in statements)
+    except (SqlglotError, RecursionError, LookupError, ValueError):  # sqlglot's rewrites can
+        return _BLANKS.sub(" ", schema).strip()  # trip on what SQLite takes (a key's case)

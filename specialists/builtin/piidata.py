@@ -371,6 +371,14 @@ def _train_value(
     return _value(slot, fake, rng, person, ssn_fake)
 
 
+def value(kind: str, fake: Faker, rng: random.Random, *, heldout: bool = False) -> str:
+    """One made-up value of a PII type, seeded by ``fake`` and ``rng``: in the evaluation
+    formats with ``heldout``, else in the wider training ones."""
+    if heldout:
+        return _value(kind, fake, rng, None, fake)
+    return _train_value(kind, fake, rng, None, fake)
+
+
 def render(
     template: str,
     fake: Faker,

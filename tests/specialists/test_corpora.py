@@ -166,7 +166,7 @@ def test_spider_items_become_sql_examples_scored_on_the_real_rows(tmp_path: Path
     (example,) = load("spider", path)
     assert example.input == {
         "question": "How many items cost more than 3?",
-        "schema": 'CREATE TABLE "item" (id INTEGER PRIMARY KEY, name TEXT, price REAL);',
+        "schema": "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, price REAL);",
     }
     assert example.output == {"sql": "SELECT count(*) FROM item WHERE price > 3"}
     right = {"sql": "SELECT COUNT(id) FROM item WHERE price >= 4"}
@@ -176,3 +176,85 @@ def test_spider_items_become_sql_examples_scored_on_the_real_rows(tmp_path: Path
     check = sqlite3.connect(folder / "shop.sqlite")
     assert check.execute("SELECT count(*) FROM item").fetchone() == (3,)
     check.close()
+
+
+def test_a_schema_is_written_compactly_with_the_same_meaning() -> None:
+    from specialists.builtin.ddl import compact_schema, schema_database
+
+    laid_out = (
+        'CREATE TABLE "singer" (\n"Singer_ID" int,\n"Name" text,\n"Song Name" text,\n'
+        'PRIMARY KEY ("Singer_ID")\n);\nCREATE TABLE "concert" (\n"id" int,\n"Singer_ID" int,\n'
+        'FOREIGN KEY ("Singer_ID") REFERENCES `singer`("Singer_ID")\n);'
+    )
+    compact = compact_schema(laid_out)
+    assert compact.splitlines()[0].startswith("CREATE TABLE singer (Singer_ID INT")
+    assert '"Song Name"' in compact  # a name that needs its quotes keeps them
+    assert "REFERENCES singer (Singer_ID)" in compact and "\n\n" not in compact
+    assert len(compact) < len(laid_out)
+    tables = schema_database(compact).execute("SELECT name FROM sqlite_master").fetchall()
+    assert {name for (name,) in tables} >= {"singer", "concert"}
+    # DDL SQLite takes but sqlglot trips on (a key named in another case) keeps its words.
+    odd = 'CREATE TABLE s (\n"School_ID" int,\n PRIMARY KEY ("School_Id")\n);'
+    assert compact_schema(odd) == 'CREATE TABLE s ( "School_ID" int, PRIMARY KEY ("School_Id") );'
+
+
+def pii_pairs(example: object) -> list[tuple[str, str]]:
+    output = example.output  # type: ignore[attr-defined]
+    return [(s["text"], s["type"]) for s in output["spans"]]
+
+
+def test_pii_examples_redact_the_corpus_people_and_never_its_organisations(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "eng.train", CONLL_IOB1)
+    examples = load("conll2003-pii", path, seed=0)
+    assert len(examples) == 3
+    for example in examples:
+        text, output = example.input["text"], example.output
+        kinds = [kind for _value, kind in pii_pairs(example)]
+        assert "ORGANIZATION" not in kinds and "LOCATION" not in kinds
+        rebuilt = output["redacted_text"]
+        for value, kind in pii_pairs(example):  # the redaction is exactly the spans
+            assert value in text and f"[{kind}]" in rebuilt
+            rebuilt = rebuilt.replace(f"[{kind}]", value, 1)
+        assert rebuilt == text
+    assert ("Peter Blackburn", "PERSON") in pii_pairs(examples[1])
+    assert "Bank of Italy" in examples[2].output["redacted_text"]  # not personal data
+    assert "EU rejects German call" in examples[0].output["redacted_text"]
+
+
+def test_placed_values_are_seeded_and_use_held_out_formats_off_the_train_split(
+    tmp_path: Path,
+) -> None:
+    from specialists.builtin import corpora
+
+    path = write(tmp_path, "eng.train", CONLL_IOB1 * 40)
+    train = load("conll2003-pii", path, seed=4)
+    assert train == load("conll2003-pii", path, seed=4)
+    placed = [e for e in train if any(k != "PERSON" for _v, k in pii_pairs(e))]
+    share = len(placed) / len(train)
+    assert abs(share - corpora.PII_PLACED_SHARE) < 0.15
+    kinds = {k for e in placed for _v, k in pii_pairs(e)}
+    assert len(kinds) >= 5  # several types, not one
+    dev = load("conll2003-pii", path, seed=4, heldout=True)
+    assert dev != train
+    people = [[v for v, k in pii_pairs(e) if k == "PERSON"] for e in train]
+    assert people == [[v for v, k in pii_pairs(e) if k == "PERSON"] for e in dev]
+
+
+def test_max_chars_keeps_only_short_examples_before_sampling(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "eng.train", CONLL_IOB1)
+    out = tmp_path / "short.jsonl"
+    result = subprocess.run([
+        str(Path(sys.executable).with_name("swarm")), "corpus", "conll2003", str(path),
+        "--out", str(out), "--max-chars", "100", "--repository", "r", "--commit", "c",
+        "--split", "train", "--licence", "l",
+    ], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["input"]["text"] for r in rows] == ["Peter Blackburn"]
+    sources = json.loads((tmp_path / "short.jsonl.sources.json").read_text())["sources"]
+    assert sources[0]["max_chars"] == 100 and sources[0]["examples"] == 1
