@@ -38,8 +38,10 @@ from swarm.messages import (
 from swarm.settings import Settings, get_settings
 
 __all__ = [
+    "AsyncClient",
     "Bus",
     "Cancel",
+    "Client",
     "ConfigurationError",
     "Consumer",
     "DeadlineExceeded",
@@ -71,3 +73,12 @@ __all__ = [
     "envelope",
     "get_settings",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``swarm.Client`` and ``swarm.AsyncClient``, imported when first used."""
+    if name in ("Client", "AsyncClient"):
+        from swarm import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'swarm' has no attribute {name!r}")

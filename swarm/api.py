@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -42,13 +42,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm import eventstream, metrics, names, plans, problems
 from swarm.bus import Bus
-from swarm.catalog import CatalogCache, SpecialistRecord
+from swarm.catalog import CatalogCache, SpecialistOut, SpecialistRecord
 from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client, shown, text
 from swarm.errors import ConfigurationError, RedisUnavailable, UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
     StepSpec,
     TaskEvent,
+    TaskState,
     TaskSubmitted,
     envelope,
     new_id,
@@ -58,6 +59,7 @@ from swarm.problems import Problem
 from swarm.settings import Settings, get_settings
 from swarm.tasks import (
     StepRecord,
+    TaskFilter,
     TaskNotFound,
     TaskRecord,
     TaskStore,
@@ -215,26 +217,23 @@ class TaskOut(TaskRecord):
     model_config = ConfigDict(json_schema_extra=_hide_owner)
 
 
-class SpecialistOut(BaseModel):
-    """A registered specialist; a rejected one says why."""
+class TaskPage(BaseModel):
+    """One page of the caller's tasks, newest first."""
 
-    name: str
-    version: str | None = None
-    status: str = Field(description="'ready', or 'rejected' (see reason).")
-    description: str = ""
-    reason: str | None = Field(None, description="Why the registry rejected it.")
-    eval_summary: dict[str, Any] | None = Field(None, description="Its shipped eval figures.")
+    tasks: list[TaskOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next (older) page; absent at the end."
+    )
 
-    @classmethod
-    def of(cls, record: SpecialistRecord) -> SpecialistOut:
-        return cls(
-            name=record.name,
-            version=record.version,
-            status=record.status,
-            description=record.description,
-            reason=record.reason,
-            eval_summary=record.eval_summary,
-        )
+
+CURSOR_PATTERN = r"^[0-9]{1,20}-[A-Za-z0-9_.:-]{1,128}$"
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A query's time, read as UTC when it names no offset."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 class Health(BaseModel):
@@ -548,6 +547,51 @@ def create_app(
         metrics.TASKS_SUBMITTED.labels("duplicate").inc()
         response.status_code = 200
         return _accepted(existing.id, existing.state, response)
+
+    @app.get(
+        "/v1/tasks",
+        response_model=TaskPage,
+        response_model_exclude={"tasks": {"__all__": {"owner"}}},
+        tags=["tasks"],
+        summary="List your tasks",
+        responses=problems.responses(401, 422, 503),
+    )
+    async def list_tasks(
+        owner: Owner,
+        services: Services,
+        limit: Annotated[int, Query(ge=1, le=100, description="Tasks per page.")] = 20,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page."),
+        ] = None,
+        state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
+        specialist: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=MAX_ID_LENGTH,
+                description="Only tasks with a step on this specialist.",
+            ),
+        ] = None,
+        since: Annotated[
+            datetime | None, Query(description="Created at or after (ISO 8601; UTC if no offset).")
+        ] = None,
+        until: Annotated[
+            datetime | None, Query(description="Created before (ISO 8601; UTC if no offset).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """The caller's own tasks (every task, with no API keys configured), newest first,
+        filtered by state, specialist and creation time. Tasks leave the list as their records
+        expire (seven days after their last change)."""
+        where = TaskFilter(state=state, specialist=specialist, since=_aware(since),
+                           until=_aware(until))  # fmt: skip
+        tasks, next_cursor = await services.store.page(
+            owner, limit=limit, after=cursor, where=where
+        )
+        return {
+            "tasks": [t.model_dump(mode="json", exclude={"owner"}) for t in tasks],
+            "next_cursor": next_cursor,
+        }
 
     @app.get(
         "/v1/tasks/{task_id}",

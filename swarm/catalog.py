@@ -106,6 +106,30 @@ async def remove_specialist(redis: RedisClient, name: str) -> None:
     await redis.publish(names.SPECIALISTS_CHANNEL, name)
 
 
+class SpecialistOut(BaseModel):
+    """A registered specialist; a rejected one says why."""
+
+    name: str
+    version: str | None = None
+    status: str = Field(description="'ready', or 'rejected' (see reason).")
+    description: str = ""
+    reason: str | None = Field(None, description="Why the registry rejected it.")
+    eval_summary: dict[str, Any] | None = Field(None, description="Its shipped eval figures.")
+    input_schema: dict[str, Any] | None = Field(None, description="What a step's input holds.")
+
+    @classmethod
+    def of(cls, record: SpecialistRecord) -> SpecialistOut:
+        return cls(
+            name=record.name,
+            version=record.version,
+            status=record.status,
+            description=record.description,
+            reason=record.reason,
+            eval_summary=record.eval_summary,
+            input_schema=record.input_schema if record.manifest else None,
+        )
+
+
 class CatalogCache:
     """The catalog, cached: hot paths read it per step without parsing every manifest each time.
 

@@ -131,6 +131,39 @@ def submit(
 
 
 @app.command()
+def tasks(
+    state: str = typer.Option(None, "--state", help="Only tasks in this state."),
+    specialist: str = typer.Option(None, "--specialist", help="Only tasks with this step."),
+    since: str = typer.Option(None, "--since", help="Created in this window: e.g. 30m, 24h."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many (newest first)."),
+    url: str = typer.Option(None, "--url", help="API base URL (default: from settings)."),
+    api_key: str = typer.Option(None, "--api-key", envvar="SWARM_API_KEY", help="Bearer token."),
+) -> None:
+    """List your tasks, newest first: id, state, plan, age and why it ended."""
+    from datetime import timedelta
+
+    from swarm.client import Client
+    from swarm.messages import utcnow
+
+    settings = get_settings()
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    after = None if since is None else utcnow() - timedelta(seconds=parse_window(since))
+    with Client(base, api_key) as client:
+        found = client.list(state=state, specialist=specialist, since=after, limit=limit)
+    rows = [("ID", "STATE", "PLAN", "CREATED", "REASON")]
+    for task in found:
+        plan = " -> ".join(step.specialist for step in task.steps) or "(planning)"
+        created = task.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((task.id, task.state, plan, created, (task.reason or "")[:60]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        typer.echo("  ".join([*cells, row[4]]).rstrip())
+    if not found:
+        typer.echo("(no tasks)")
+
+
+@app.command()
 def up() -> None:
     """Run the whole local stack: Redis, vLLM, registry, API, orchestrator, worker."""
     from swarm.stack import run_stack

@@ -70,6 +70,12 @@ def task_key(task_id: str) -> str:
     return f"{PREFIX}:task:{task_id}"
 
 
+def task_index_key(owner: str) -> str:
+    """Sorted set of one owner's task ids, scored by creation time: what ``GET /v1/tasks`` lists.
+    Anonymous callers (no API keys configured) share the owner ``anonymous``."""
+    return f"{PREFIX}:tasks-of:{owner}"
+
+
 # Specialist registry
 SPECIALISTS_KEY = f"{PREFIX}:specialists"
 """Hash: specialist name -> JSON record (version, status, manifest, reason)."""

@@ -92,15 +92,17 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def _refusal(response: httpx.Response, what: str) -> UserError:
-    """A 4xx answer as a UserError carrying the problem's detail and field errors."""
+def refusal(
+    response: httpx.Response, what: str, *, hint: str = "pass --api-key, or set SWARM_API_KEY"
+) -> UserError:
+    """A 4xx answer as a UserError carrying the problem's detail; a 401 says what to pass."""
     try:
         problem = response.json()
         detail = str(problem.get("detail") or response.text)
     except ValueError:
         problem, detail = {}, response.text or response.reason_phrase
     if response.status_code == 401:
-        detail += " (pass --api-key, or set SWARM_API_KEY)"
+        detail += f" ({hint})"
     return UserError(f"{what} ({response.status_code}): {detail}")
 
 
@@ -134,7 +136,7 @@ def submit_task(
                 failure = f"{response.status_code}: {response.text[:200]}"
                 continue
             if response.status_code >= 400:
-                raise _refusal(response, "the API refused the task")
+                raise refusal(response, "the API refused the task")
             return str(response.json()["id"])
     finally:
         if client is None:
@@ -173,7 +175,7 @@ def follow_events(
                 ) as response:
                     if 400 <= response.status_code < 500:
                         response.read()
-                        raise _refusal(response, f"cannot follow task {task_id}")
+                        raise refusal(response, f"cannot follow task {task_id}")
                     if response.status_code >= 500:
                         why = f"the API answered {response.status_code}"
                     else:
@@ -228,7 +230,7 @@ def _task_readable(http: httpx.Client, url: str, task_id: str, api_key: str | No
     except httpx.TransportError:
         return False
     if 400 <= response.status_code < 500:
-        raise _refusal(response, f"cannot follow task {task_id}")
+        raise refusal(response, f"cannot follow task {task_id}")
     return response.status_code == 200
 
 

@@ -18,6 +18,7 @@ the whole change costs one read and one write round trip.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -212,6 +213,33 @@ class TaskRecord(BaseModel):
         raise KeyError(step_id)
 
 
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which of an owner's tasks a listing shows: by state, by a specialist among the steps, and
+    by creation time (``since`` inclusive, ``until`` exclusive)."""
+
+    state: str | None = None
+    specialist: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def keeps(self, task: TaskRecord) -> bool:
+        if self.state is not None and task.state != self.state:
+            return False
+        return self.specialist is None or any(s.specialist == self.specialist for s in task.steps)
+
+
+LIST_BATCH = 100
+"""Index entries read per round trip while a listing fills a page."""
+LIST_MAX_SCANNED = 5_000
+"""The most index entries one page reads: a filter that matches almost nothing answers with
+a short page and a cursor to go on, rather than reading a whole week of tasks at once."""
+
+
+def _score(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
 class TaskNotFound(LookupError):
     """No task with that id (or not visible to this caller)."""
 
@@ -238,7 +266,77 @@ class TaskStore:
             task.id, [event or TaskEvent(kind="state", state=task.state)], publish
         )
         head = [_dump(task), task.state, task.updated_at.isoformat()]
+        # Indexed first: an id listed whose record was never written is skipped by a listing,
+        # while a record written but not indexed could never be listed.
+        index = names.task_index_key(task.owner or "anonymous")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(index, {task.id: _score(task.created_at)})
+            pipe.expire(index, self.ttl_s)
+            await pipe.execute()
         return bool(await self._create_script(keys=keys, args=[*head, *args]))
+
+    async def page(
+        self,
+        owner: str | None,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        where: TaskFilter | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """One page of ``owner``'s tasks, newest first, that ``where`` keeps, and the cursor of
+        the next page (None at the end): ``<creation µs>-<last id>``, passed back as ``after``.
+
+        Ids whose records expired (or were never written) leave the index as they are met.
+        """
+        where = where or TaskFilter()
+        index = names.task_index_key(owner or "anonymous")
+        now = utcnow()
+        # Long past any record: a record lives ttl_s after its last change, which is soon after
+        # its creation for any task with a deadline.
+        await self.redis.zremrangebyscore(index, "-inf", _score(now) - 2 * self.ttl_s * 10**6)
+        top: str = "+inf" if where.until is None else f"({_score(where.until)}"
+        bottom: str = "-inf" if where.since is None else str(_score(where.since))
+        skip_above: tuple[int, str] | None = None
+        if after is not None:
+            at, _, last_id = after.partition("-")
+            top, skip_above = at, (int(at), last_id)
+            if where.until is not None and _score(where.until) <= int(at):
+                top = f"({_score(where.until)}"
+        found: list[TaskRecord] = []
+        scanned = 0
+        while scanned < LIST_MAX_SCANNED:
+            entries: Any = await self.redis.zrevrangebyscore(
+                index, top, bottom, start=0, num=LIST_BATCH, withscores=True
+            )
+            fresh = [(text(m), int(sc)) for m, sc in entries]
+            if skip_above is not None:  # the cursor's own score: only ids after its id
+                last_score, last_id = skip_above
+                fresh = [(m, sc) for m, sc in fresh if sc < last_score or m < last_id]
+            if not fresh:
+                return found, None
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for member, _ in fresh:
+                    pipe.hgetall(names.task_key(member))
+                raws = await pipe.execute()
+            gone = []
+            for (member, score), raw in zip(fresh, raws, strict=True):
+                scanned += 1
+                if not raw:
+                    gone.append(member)
+                    continue
+                task = _load(member, raw)
+                if where.keeps(task):
+                    found.append(task)
+                    if len(found) == limit:
+                        if gone:
+                            await self.redis.zrem(index, *gone)
+                        return found, f"{score}-{member}"
+            if gone:
+                await self.redis.zrem(index, *gone)
+            member, score = fresh[-1]
+            top, skip_above = str(score), (score, member)
+        member, score = fresh[-1]
+        return found, f"{score}-{member}"
 
     async def get(self, task_id: str) -> TaskRecord:
         """The task record, with any terminal state set beside the document applied."""

@@ -8,10 +8,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
+from specialists.builtin import BUILTINS
+from specialists.manifest import Manifest
 from swarm.api import ApiLimits, create_app
+from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.settings import Settings
+
+
+async def put_builtins(redis: Redis) -> None:
+    """The built-in specialists in the catalog, ready, and one rejected folder ("broken")."""
+    for definition in BUILTINS.values():
+        manifest = Manifest.model_validate(definition.manifest())
+        await put_specialist(
+            redis,
+            SpecialistRecord(
+                name=definition.name,
+                version=manifest.version,
+                status="ready",
+                description=manifest.description,
+                manifest=manifest.model_dump(mode="json"),
+                eval_summary={"exact_match": 0.9} if definition.name == "sql" else None,
+            ),
+        )
+    await put_specialist(
+        redis, SpecialistRecord(name="broken", status="rejected", reason="LoRA rank 128 too big")
+    )
 
 
 @contextmanager

@@ -19,8 +19,6 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from specialists.builtin import BUILTINS
-from specialists.manifest import Manifest
 from swarm import names
 from swarm.api import ApiLimits, create_app
 from swarm.catalog import SpecialistRecord, put_specialist
@@ -28,7 +26,7 @@ from swarm.messages import Cancel, Envelope, TaskEvent, TaskSubmitted, TokenUsag
 from swarm.settings import Settings
 from swarm.tasks import TaskRecord, TaskStore
 
-from apiserver import serve_app
+from apiserver import put_builtins, serve_app
 from conftest import free_port
 from openaistub import openai_stub
 
@@ -41,22 +39,7 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 async def catalog(redis: Redis) -> None:
     """The built-in specialists, ready, and one rejected folder."""
-    for definition in BUILTINS.values():
-        manifest = Manifest.model_validate(definition.manifest())
-        await put_specialist(
-            redis,
-            SpecialistRecord(
-                name=definition.name,
-                version=manifest.version,
-                status="ready",
-                description=manifest.description,
-                manifest=manifest.model_dump(mode="json"),
-                eval_summary={"exact_match": 0.9} if definition.name == "sql" else None,
-            ),
-        )
-    await put_specialist(
-        redis, SpecialistRecord(name="broken", status="rejected", reason="LoRA rank 128 too big")
-    )
+    await put_builtins(redis)
 
 
 def settings(redis_url: str, **changes: Any) -> Settings:
@@ -399,6 +382,73 @@ async def test_each_key_sees_only_its_own_tasks(
                 assert (await http.get(route)).status_code == 200, route
     stored = await TaskStore(redis).get(task_id)
     assert stored.owner == hashlib.sha256(b"alice-key").hexdigest()
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+async def test_tasks_are_listed_newest_first_a_page_at_a_time(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    ids = [await submit(client, {"input": f"text {n}", "plan": ["pii"]}) for n in range(5)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/v1/tasks", params=params)).json()
+        assert len(page["tasks"]) <= 2
+        seen += [t["id"] for t in page["tasks"]]
+        assert all("owner" not in t and t["steps"][0]["specialist"] == "pii" for t in page["tasks"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+    # A record that expired leaves the list (and the index) when met.
+    await redis.delete(names.task_key(ids[2]))
+    listed = (await client.get("/v1/tasks")).json()
+    assert [t["id"] for t in listed["tasks"]] == [ids[4], ids[3], ids[1], ids[0]]
+    assert listed["next_cursor"] is None
+    assert ids[2].encode() not in await redis.zrange(names.task_index_key("anonymous"), 0, -1)
+
+
+async def test_tasks_are_filtered_by_state_specialist_and_time(
+    client: httpx.AsyncClient,
+) -> None:
+    before = datetime.now(UTC)
+    pii = await submit(client, {"input": "Call Ann", "plan": ["pii"]})
+    sql = await submit(client, {"input": SQL_INPUT, "plan": ["sql"]})
+    await client.post(f"/v1/tasks/{sql}/cancel")
+    after = datetime.now(UTC)
+
+    async def listed(**params: Any) -> list[str]:
+        response = await client.get("/v1/tasks", params=params)
+        assert response.status_code == 200, response.text
+        return [t["id"] for t in response.json()["tasks"]]
+
+    assert await listed(state="canceled") == [sql]
+    assert await listed(state="submitted") == [pii]
+    assert await listed(specialist="pii") == [pii]
+    assert await listed(specialist="entities") == []
+    assert await listed(since=before.isoformat(), until=after.isoformat()) == [sql, pii]
+    assert await listed(since=after.isoformat()) == []
+    assert await listed(until=before.isoformat()) == []
+    # A time without an offset is UTC.
+    assert await listed(since=before.replace(tzinfo=None).isoformat()) == [sql, pii]
+    for bad in ({"state": "sleeping"}, {"limit": 0}, {"limit": 101}, {"cursor": "x"},
+                {"since": "yesterday"}):  # fmt: skip
+        problem(await client.get("/v1/tasks", params=bad), 422)
+
+
+async def test_each_key_lists_only_its_own_tasks(catalog: None, redis_url: str) -> None:
+    with serve(create_app(settings(redis_url, api_keys="alice-key,bob-key"))) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            alice = {"Authorization": "Bearer alice-key"}
+            bob = {"Authorization": "Bearer bob-key"}
+            mine = (await http.post("/v1/tasks", json={"input": "x", "plan": ["pii"]},
+                                    headers=alice)).json()["id"]  # fmt: skip
+            assert [t["id"] for t in (await http.get("/v1/tasks", headers=alice)).json()[
+                "tasks"]] == [mine]  # fmt: skip
+            assert (await http.get("/v1/tasks", headers=bob)).json()["tasks"] == []
+            problem(await http.get("/v1/tasks"), 401, "unauthorized")
 
 
 # --- task state and events ----------------------------------------------------------------------
