@@ -273,7 +273,7 @@ async def test_malformed_oversize_and_misdirected_requests(client: httpx.AsyncCl
     assert "no task 'nope'" in problem(await client.get("/v1/tasks/nope"), 404, "task-not-found")
     assert "no route /v2/tasks" in problem(await client.get("/v2/tasks"), 404)
     response = await client.put("/v1/tasks", json={})
-    assert "use POST" in problem(response, 405) and response.headers["allow"] == "POST"
+    assert "use GET, POST" in problem(response, 405) and response.headers["allow"] == "GET, POST"
     response = await client.post(
         "/v1/tasks", json={"input": "x", "plan": ["pii"]}, headers={"Idempotency-Key": "k" * 201}
     )
@@ -692,12 +692,14 @@ async def test_specialists_are_listed_with_status_reason_and_eval(
     sql = listed["sql"]
     assert sql["status"] == "ready" and sql["description"] and sql["version"]
     assert sql["eval_summary"] == {"exact_match": 0.9}
+    assert sql["input_schema"]["required"] == ["question", "schema"]
     assert listed["broken"] == {
         "name": "broken",
         "version": None,
         "status": "rejected",
         "description": "",
         "reason": "LoRA rank 128 too big",
+        "input_schema": None,
         "eval_summary": None,
     }
 
