@@ -138,8 +138,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def runtime(env: dict[str, str], api_port: int, logs: Path) -> Any:
-    """The swarm processes: registry, orchestrator, worker, api."""
+def runtime(
+    env: dict[str, str], api_port: int, logs: Path, *, api_key: str | None = None, ready: int = 3
+) -> Any:
+    """The swarm processes: registry, orchestrator, worker, api; up once ``ready``
+    specialists are (asked with ``api_key``, where the API has keys)."""
     swarm = str(Path(sys.executable).with_name("swarm"))
     children = []
     for role in ("registry", "orchestrator", "worker", "api"):
@@ -151,8 +154,10 @@ def runtime(env: dict[str, str], api_port: int, logs: Path) -> Any:
     try:
         for _ in range(300):
             try:
-                specialists = httpx.get(f"{url}/v1/specialists", timeout=1).json()
-                if len([s for s in specialists if s["status"] == "ready"]) >= 3:
+                headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+                answer = httpx.get(f"{url}/v1/specialists", headers=headers, timeout=1)
+                specialists = answer.json() if answer.status_code == 200 else []
+                if len([s for s in specialists if s["status"] == "ready"]) >= ready:
                     break
             except (httpx.HTTPError, ValueError):
                 pass

@@ -40,7 +40,7 @@ from pydantic import (
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swarm import eventstream, metrics, names, plans, problems
+from swarm import agentcard, eventstream, metrics, names, plans, problems
 from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistOut, SpecialistRecord
 from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client, shown, text
@@ -65,6 +65,7 @@ from swarm.tasks import (
     TaskStore,
 )
 from swarm.tracing import current_traceparent, span
+from swarm.ui import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -780,6 +781,20 @@ def create_app(
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    @app.get(
+        "/.well-known/agent-card.json",
+        tags=["operations"],
+        summary="A2A agent card",
+        responses=problems.responses(503),
+    )
+    async def agent_card(request: Request, services: Services) -> dict[str, Any]:
+        """The swarm as an A2A agent: each ready specialist a skill, with its input and output
+        media types and, with keys, the bearer scheme. Open to anyone, like the OpenAPI
+        document; it follows the registry."""
+        records = await services.catalog.current()
+        return agentcard.agent_card(records, str(request.base_url), secured=bool(settings.api_keys))
+
+    app.mount("/ui", Dashboard(), name="ui")
     return app
 
 

@@ -946,3 +946,49 @@ async def test_an_input_that_cannot_fit_the_models_context_is_a_413(
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             response = await http.post("/v1/tasks", json={"input": "x" * 41, "plan": ["pii"]})
     assert "cannot fit the model's context of 10 tokens" in problem(response, 413)
+
+
+# --- discovery and the dashboard ---------------------------------------------------------------
+
+
+async def test_the_agent_card_lists_ready_specialists_and_follows_the_registry(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    card = (await client.get("/.well-known/agent-card.json")).json()
+    assert card["name"] == "swarm" and card["protocolVersion"]
+    assert card["url"].endswith("/v1") and card["capabilities"]["streaming"] is True
+    skills = {s["id"]: s for s in card["skills"]}
+    assert set(skills) == {"entities", "pii", "sql"}  # "broken" was rejected
+    assert skills["pii"]["inputModes"] == ["text/plain", "application/json"]
+    assert skills["sql"]["inputModes"] == ["application/json"]
+    assert skills["sql"]["outputModes"] == ["application/json"] and skills["sql"]["tags"]
+    assert "securitySchemes" not in card
+    await put_specialist(redis, SpecialistRecord(name="pii", status="rejected", reason="gone"))
+    card = (await client.get("/.well-known/agent-card.json")).json()
+    assert {s["id"] for s in card["skills"]} == {"entities", "sql"}
+
+
+async def test_the_agent_card_is_public_and_names_the_bearer_scheme_with_keys(
+    catalog: None, redis_url: str
+) -> None:
+    with serve(create_app(settings(redis_url, api_keys="k"))) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            card = (await http.get("/.well-known/agent-card.json")).json()
+            assert card["securitySchemes"]["bearer"]["scheme"] == "bearer"
+            assert card["security"] == [{"bearer": []}]
+            assert len(card["skills"]) == 3
+
+
+async def test_the_dashboard_is_served_offline_with_a_strict_policy(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/ui/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing from elsewhere
+    for asset in ("app.js", "style.css"):
+        response = await client.get(f"/ui/{asset}")
+        assert response.status_code == 200 and response.headers["x-content-type-options"]
+        assert "https://" not in response.text and "http://" not in response.text
+    assert (await client.get("/ui", follow_redirects=True)).url.path == "/ui/"
+    problem(await client.get("/ui/nothing.js"), 404)
