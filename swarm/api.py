@@ -230,11 +230,24 @@ class TaskPage(BaseModel):
 CURSOR_PATTERN = r"^[0-9]{1,20}-[A-Za-z0-9_.:-]{1,128}$"
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """A query's time, read as UTC when it names no offset."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+ISO_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]{2,15}(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
+
+
+ISO_TIME = "(an ISO 8601 date and time; UTC if it names no offset)"
+
+
+def _moment(name: str, text: str | None) -> datetime | None:
+    """A query's ISO 8601 time, read as UTC when it names no offset; a 422 if it is no time."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Problem(
+            422, f"query {name}: {text!r} is no ISO 8601 time; e.g. 2026-12-05T14:00:00Z",
+            kind="validation-error",
+        ) from None  # fmt: skip
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class Health(BaseModel):
@@ -575,17 +588,25 @@ def create_app(
             ),
         ] = None,
         since: Annotated[
-            datetime | None, Query(description="Created at or after (ISO 8601; UTC if no offset).")
+            str | None,
+            Query(
+                pattern=ISO_TIME_PATTERN,
+                description="Created at or after (ISO 8601 date and time; UTC if no offset).",
+            ),
         ] = None,
         until: Annotated[
-            datetime | None, Query(description="Created before (ISO 8601; UTC if no offset).")
+            str | None,
+            Query(
+                pattern=ISO_TIME_PATTERN,
+                description="Created before (ISO 8601 date and time; UTC if no offset).",
+            ),
         ] = None,
     ) -> dict[str, Any]:
         """The caller's own tasks (every task, with no API keys configured), newest first,
         filtered by state, specialist and creation time. Tasks leave the list as their records
         expire (seven days after their last change)."""
-        where = TaskFilter(state=state, specialist=specialist, since=_aware(since),
-                           until=_aware(until))  # fmt: skip
+        where = TaskFilter(state=state, specialist=specialist, since=_moment("since", since),
+                           until=_moment("until", until))  # fmt: skip
         tasks, next_cursor = await services.store.page(
             owner, limit=limit, after=cursor, where=where
         )

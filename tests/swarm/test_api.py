@@ -762,6 +762,11 @@ async def test_openapi_documents_every_route_and_its_problems(client: httpx.Asyn
         "/healthz",
         "/readyz",
         "/metrics",
+        "/.well-known/agent-card.json",
+    }
+    assert set(paths["/v1/tasks"]) == {"get", "post"}
+    assert {"limit", "cursor", "state", "specialist", "since", "until"} == {
+        p["name"] for p in paths["/v1/tasks"]["get"]["parameters"]
     }
     post = paths["/v1/tasks"]["post"]
     assert {"202", "200", "400", "401", "409", "413", "422", "503"} <= set(post["responses"])
