@@ -18,8 +18,12 @@ answers with the reference labels (a perfect teacher, reached over real HTTP thr
 model's tokenizer. Its quality is therefore 1.0 by construction; the cascade's figures are
 relative to it.
 
+With ``--data FILE`` the set is a labelled JSONL file instead, such as a real corpus's dev split
+written by ``swarm corpus`` (``--examples`` then takes its first N): the teacher answers with that
+file's human labels.
+
 Usage: python bench/cascade.py [--specialist pii] [--examples 100] [--target 0.95] [--seed 1]
-       [--no-checks]
+       [--no-checks] [--data FILE]
 The last line printed is one JSON object with the figures. Needs `swarm model prepare` and a
 trained adapter in adapters/<specialist>; starts vLLM unless SWARM_VLLM_URLS answers.
 """
@@ -40,7 +44,7 @@ from specialists.manifest import load_manifest
 from swarm.basemodel import resolve_base_model
 from swarm.calibration import choose, sweep
 from swarm.costs import local_cost_usd
-from swarm.dataset import Example
+from swarm.dataset import Example, read_examples
 from swarm.distill import model_server
 from swarm.evaluation import answer
 from swarm.modelclient import OUTPUT_RETRIES, ModelClient
@@ -73,10 +77,13 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
     from transformers import AutoTokenizer
 
     spec = find_specialist(args.specialist, settings)
-    assert spec.generate is not None
+    assert spec.generate is not None or args.data is not None
     folder = settings.adapters_dir / args.specialist
     manifest = load_manifest(folder).model_dump(mode="json", exclude_none=True)
-    examples = spec.generate(args.examples, seed=args.seed, heldout=True)
+    if args.data is not None:
+        examples = read_examples(args.data)[: args.examples]
+    else:
+        examples = spec.generate(args.examples, seed=args.seed, heldout=True)
     calibration, test = examples[: len(examples) // 2], examples[len(examples) // 2 :]
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings))
     prices = Prices(settings.teacher_input_usd_per_mtok, settings.teacher_output_usd_per_mtok)
@@ -128,6 +135,7 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
     cascade_q = float(spec.scorer(test, cascade_outputs)["score"])
     return {
         "specialist": args.specialist,
+        "set": str(args.data) if args.data else "generator (held-out templates)",
         "metric": spec.metric,
         "checks_and_retries": not args.no_checks,
         "examples": {"calibration": len(calibration), "test": len(test)},
@@ -158,6 +166,7 @@ def main() -> None:
         help="take the student's first schema-valid answer, skipping the specialist's checks "
         "and the worker's retries (how this bench measured before they were applied)",
     )
+    parser.add_argument("--data", type=Path, help="labelled JSONL (a real dev split)")
     args = parser.parse_args()
     settings = get_settings()
     with model_server(settings, print) as url:

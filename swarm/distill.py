@@ -34,14 +34,14 @@ from typing import Any
 
 import yaml
 
-from swarm.basemodel import UPSTREAM_ID, resolve_base_model, served_base_name
+from swarm.basemodel import packaged, resolve_base_model, served_base_name
 from swarm.dataset import Example, read_examples, split_examples, write_examples
 from swarm.errors import ConfigurationError, InvalidData
 from swarm.evaluation import Check, EvalReport, Finish, Scorer, evaluate, markdown_table
 from swarm.modelclient import ModelClient
 from swarm.modelserver import ModelServer
 from swarm.prompting import render_messages
-from swarm.settings import DEFAULT_BASE_MODEL, Settings
+from swarm.settings import Settings
 from swarm.teacher import LabelCache, Teacher, cache_path
 from swarm.training import TrainConfig, TrainResult, train_lora
 
@@ -608,8 +608,9 @@ def _portable_config(config_path: Path, settings: Settings) -> None:
     sort ``target_modules``, which PEFT writes in a set's order, so retraining the same
     adapter leaves the file the same."""
     config = _read_json(config_path)
-    if settings.base_model == DEFAULT_BASE_MODEL:
-        config["base_model_name_or_path"] = UPSTREAM_ID
+    base = packaged(settings)
+    if base is not None:
+        config["base_model_name_or_path"] = base.upstream_id
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
     _write_json(config_path, config)

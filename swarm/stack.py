@@ -361,18 +361,13 @@ def _tolerant(echo: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _base_model(settings: Settings, echo: Callable[[str], None]) -> str:
-    """The model vLLM loads, preparing the default one first (with progress) if needed."""
-    from swarm.basemodel import (
-        DEFAULT_BASE_MODEL,
-        default_model_dir,
-        is_prepared,
-        prepare_default_model,
-        resolve_base_model,
-    )
+    """The model vLLM loads, preparing a packaged base first (with progress) if needed."""
+    from swarm.basemodel import base_dir, is_prepared, packaged, prepare_base, resolve_base_model
 
-    if settings.base_model == DEFAULT_BASE_MODEL and not is_prepared(default_model_dir(settings)):
-        echo("model: preparing the default model once (about 1 minute)")
-        prepare_default_model(settings, progress=lambda message: echo(f"model: {message}"))
+    base = packaged(settings)
+    if base is not None and not is_prepared(base_dir(settings, base)):
+        echo(f"model: preparing {base.name} once (about 1 minute)")
+        prepare_base(settings, base, progress=lambda message: echo(f"model: {message}"))
     return resolve_base_model(settings, prepare=True)
 
 

@@ -68,3 +68,50 @@ def test_resolution_and_aliases(tmp_path: Path, default_model_dir: Path) -> None
     hub = Settings(base_model="Qwen/Qwen2.5-0.5B-Instruct")
     assert resolve_base_model(hub) == "Qwen/Qwen2.5-0.5B-Instruct"
     assert served_base_name(hub) == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+@pytest.mark.slow
+def test_gemma_is_prepared_from_its_chunk_wheels_and_answers_after_bos() -> None:
+    """Gemma 3 270M (pretrained, Gemma terms): four chunk wheels reassembled, checked against
+    the packaged sha256, dequantized; its GGUF has no chat template and adds no ``<bos>``, so
+    the template puts ``<bos>`` first, and with it the model answers."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import TEST_HOME
+
+    swarm = Path(sys.executable).with_name("swarm")
+    env = {**os.environ, "SWARM_HOME": str(TEST_HOME)}
+    result = subprocess.run([str(swarm), "model", "prepare", "--base", "gemma3-270m"], env=env,
+                            capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    settings = Settings(home=TEST_HOME, base_model="gemma3-270m")
+    folder = Path(resolve_base_model(settings))
+    assert folder.name == "gemma3-270m" and (folder / READY_MARKER).exists()
+    assert served_base_name(settings) == "gemma3-270m"
+    assert "google/gemma-3-270m" in base_model_aliases(settings)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["head_dim"] == 256 and "quantization_config" not in config
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        add_generation_prompt=True, tokenize=False,
+    )  # fmt: skip
+    assert str(prompt).startswith("<bos><start_of_turn>user\nBe brief.<end_of_turn>")
+    assert str(prompt).endswith("<start_of_turn>model\n")
+    model: Any = AutoModelForCausalLM.from_pretrained(folder)
+    ids = tokenizer("<bos>2+2=", add_special_tokens=False, return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert tokenizer.decode(out[0][ids.shape[1] :]).startswith("4")
+    ends = json.loads((folder / "generation_config.json").read_text())["eos_token_id"]
+    assert tokenizer.convert_tokens_to_ids("<end_of_turn>") in ends
+
+
+def test_an_unprepared_packaged_base_says_how_to_prepare_it(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, base_model="gemma3-270m")
+    with pytest.raises(ConfigurationError, match="swarm model prepare --base gemma3-270m"):
+        resolve_base_model(settings)
