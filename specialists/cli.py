@@ -153,6 +153,12 @@ def evaluate(
         help="With --adapter: also score the base model zero-shot and few-shot, and write "
         "eval.json and eval.md into this folder as swarm distill packages them.",
     ),
+    set_name: str | None = typer.Option(
+        None,
+        "--set",
+        help="With --report: add these figures to the folder's eval.json as the named set "
+        "(its source read from DATA's .sources.json), keeping the sets already there.",
+    ),
 ) -> None:
     """Score an adapter, or the base model, on a labelled JSONL; the last line is JSON."""
     import json
@@ -161,13 +167,15 @@ def evaluate(
     from specialists.manifest import MANIFEST_FILE, load_manifest
     from swarm.basemodel import served_base_name
     from swarm.dataset import read_examples
-    from swarm.distill import evaluate_models, model_server, write_eval_report
+    from swarm.distill import add_eval_set, evaluate_models, model_server, write_eval_report
     from swarm.evaluation import markdown_table
 
     if (adapter is None) == (not base):
         raise ConfigurationError("give exactly one of --adapter PATH or --base")
     if report is not None and adapter is None:
         raise ConfigurationError("--report compares an adapter with the base: give --adapter")
+    if set_name is not None and report is None:
+        raise ConfigurationError("--set names a set of the eval.json --report writes: give both")
     settings = get_settings()
     spec = find_specialist(specialist, settings)
     examples = read_examples(data)
@@ -198,7 +206,10 @@ def evaluate(
             )
         )
     typer.echo(markdown_table(reports))
-    if report is not None:
+    if report is not None and set_name is not None:
+        add_eval_set(report, spec, set_name, reports, data)
+        typer.echo(f"added the set {set_name!r} to {report / 'eval.json'} and eval.md")
+    elif report is not None:
         report.mkdir(parents=True, exist_ok=True)
         write_eval_report(report, spec, reports)
         typer.echo(f"wrote {report / 'eval.json'} and {report / 'eval.md'}")

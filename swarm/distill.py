@@ -575,6 +575,39 @@ def write_eval_report(
     return document
 
 
+def add_eval_set(
+    folder: Path,
+    specialist: Specialist,
+    name: str,
+    reports: dict[str, EvalReport],
+    data: Path,
+) -> dict[str, Any]:
+    """Add (or replace) one named test set in ``folder``'s ``eval.json`` and ``eval.md``,
+    keeping the others and the headline (the first set's figures); returns the document."""
+    path = folder / "eval.json"
+    document = _read_json(path) if path.is_file() else {}
+    entry = {**eval_document(specialist, reports), **labelled_sources((data,))}
+    if not document:
+        document = {**eval_document(specialist, reports), "set": name}
+    sets = document.setdefault("sets", {})
+    if not sets and document.get("set") and document["set"] != name:
+        sets[document["set"]] = {k: v for k, v in document.items() if k not in ("set", "sets")}
+    sets[name] = entry
+    _write_json(path, document)
+    notes = folder / "eval.md"
+    kept = notes.read_text(encoding="utf-8") if notes.is_file() else ""
+    section = f"## {name}\n\n{markdown_table(reports)}"
+    heading = f"## {name}\n"
+    if heading in kept:
+        before, _, after = kept.partition(heading)
+        rest = after.split("\n## ", 1)
+        kept = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
+    else:
+        kept = kept.rstrip("\n") + ("\n\n" if kept else "") + section
+    notes.write_text(kept, encoding="utf-8")
+    return document
+
+
 def eval_markdown(specialist: Specialist, reports: dict[str, EvalReport]) -> str:
     return (
         f"# `{specialist.name}` evaluation\n\nMetric: {specialist.metric}. Student: the "

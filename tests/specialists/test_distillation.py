@@ -23,7 +23,14 @@ from swarm import names
 from swarm.basemodel import UPSTREAM_ID
 from swarm.connections import connect
 from swarm.dataset import Example, read_examples, write_examples
-from swarm.distill import DistillOptions, Pipeline, bump_version, eval_document, eval_markdown
+from swarm.distill import (
+    DistillOptions,
+    Pipeline,
+    add_eval_set,
+    bump_version,
+    eval_document,
+    eval_markdown,
+)
 from swarm.errors import ConfigurationError, UnknownSpecialist
 from swarm.evaluation import EvalReport
 from swarm.settings import Settings
@@ -275,6 +282,27 @@ def pii_report(name: str, score: float, alone: float) -> EvalReport:
         json_validity=1.0, check_pass=1.0, latency_ms_p50=1.0, latency_ms_p95=2.0,
         model_only={"score": alone},
     )  # fmt: skip
+
+
+def test_a_named_set_is_added_to_an_eval_json_keeping_the_others(tmp_path: Path) -> None:
+    spec = find_specialist("pii", Settings())
+    first = {"student": pii_report("student", 0.9, 0.7)}
+    data = tmp_path / "other.jsonl"
+    data.write_text("")
+    (tmp_path / "other.jsonl.sources.json").write_text(
+        json.dumps({"sources": [{"name": "other", "repository": "o/r", "commit": "abc"}]})
+    )
+    add_eval_set(tmp_path, spec, "dev", first, data)
+    document = add_eval_set(tmp_path, spec, "other", {"student": pii_report("s", 0.5, 0.4)}, data)
+    assert document["student"]["score"] == 0.9 and document["set"] == "dev"  # the headline
+    assert set(document["sets"]) == {"dev", "other"}
+    assert document["sets"]["other"]["student"]["score"] == 0.5
+    assert document["sets"]["other"]["sources"][0]["repository"] == "o/r"
+    again = add_eval_set(tmp_path, spec, "other", {"student": pii_report("s", 0.6, 0.4)}, data)
+    assert again["sets"]["other"]["student"]["score"] == 0.6 and len(again["sets"]) == 2
+    notes = (tmp_path / "eval.md").read_text()
+    assert notes.count("## other") == 1 and notes.count("## dev") == 1
+    assert json.loads((tmp_path / "eval.json").read_text()) == again
 
 
 def test_a_specialist_with_a_finish_step_reports_its_model_alone_too() -> None:
