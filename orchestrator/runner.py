@@ -70,101 +70,6 @@ def step_request_id(task_id: str, step_id: str) -> str:
     return hashlib.sha256(f"step:{task_id}:{step_id}".encode()).hexdigest()[:32]
 
 
-def sinks(task: TaskRecord) -> list[StepRecord]:
-    """Steps no other step depends on: their outputs are the task's result."""
-    needed = {dep for step in task.steps for dep in step.depends_on}
-    return [step for step in task.steps if step.id not in needed]
-
-
-def task_result(task: TaskRecord) -> Any:
-    """One sink's output as it is; several sinks' outputs by step id."""
-    outputs = sinks(task)
-    return outputs[0].output if len(outputs) == 1 else {s.id: s.output for s in outputs}
-
-
-def _stop_steps(task: TaskRecord, *, canceled: bool) -> None:
-    """End every unfinished step: running ones were cut off; pending ones never started."""
-    for step in task.steps:
-        if step.status == "running":
-            step.status = "canceled"
-            step.finished_at = utcnow()
-        elif step.status == "pending":
-            step.status = "canceled" if canceled else "skipped"
-
-
-def _record_result(task: TaskRecord, result: StepResult) -> list[TaskEvent] | None:
-    """Record a step's result on the task (and end it if that was the last step, or a failure).
-
-    None if the result answers no step the task waits for (a duplicate, a stray, or a late
-    answer to a task that ended meanwhile: the bus may have failed it beside the document, with
-    its steps still marked running).
-    """
-    if task.terminal:
-        return None
-    try:
-        step = task.step(result.step_id)
-    except KeyError:
-        return None
-    if step.status not in ("pending", "running") or step.specialist != result.specialist:
-        return None  # a duplicate, or not an answer to this step
-    step.output = result.output
-    step.error = result.error
-    step.adapter = result.adapter
-    step.adapter_version = result.adapter_version
-    step.latency_ms = result.latency_ms
-    step.tokens = result.tokens
-    step.attempts = result.attempts
-    step.escalated = result.escalated
-    step.escalation_reason = result.escalation_reason
-    step.cost_usd = result.cost_usd
-    step.all_teacher_cost_usd = result.all_teacher_cost_usd
-    step.finished_at = utcnow()
-    detail = {"specialist": step.specialist, "latency_ms": result.latency_ms}
-    if not result.valid:
-        step.status = "failed"
-        task.state = "failed"
-        task.reason = f"step {step.id!r} ({step.specialist}) failed: {result.error}"
-        _stop_steps(task, canceled=False)
-        return [
-            TaskEvent(kind="step.failed", step_id=step.id, detail=detail, reason=result.error),
-            TaskEvent(kind="state", state="failed", reason=task.reason),
-        ]
-    step.status = "completed"
-    events = [
-        TaskEvent(
-            kind="step.completed",
-            step_id=step.id,
-            detail={**detail, "output": result.output},
-        )
-    ]
-    if all(s.status == "completed" for s in task.steps):
-        task.result = task_result(task)
-        task.state = "completed"
-        events.append(TaskEvent(kind="state", state="completed", detail={"result": task.result}))
-    return events
-
-
-def _fail(
-    task: TaskRecord,
-    step: StepRecord | None,
-    reason: str,
-    step_input: dict[str, Any] | None = None,
-) -> list[TaskEvent]:
-    """Fail the task (and ``step``, the one that could not be sent), saying why."""
-    events = []
-    if step is not None:
-        step.status = "failed"
-        step.error = reason
-        step.input = step_input
-        step.finished_at = utcnow()
-        events.append(TaskEvent(kind="step.failed", step_id=step.id, reason=reason))
-    task.state = "failed"
-    task.reason = reason
-    _stop_steps(task, canceled=False)
-    events.append(TaskEvent(kind="state", state="failed", reason=reason))
-    return events
-
-
 class Orchestrator:
     """Runs tasks: planning, dispatching ready steps, collecting results, deadlines, cancel.
 
@@ -296,18 +201,7 @@ class Orchestrator:
             return
 
         def begin(record: TaskRecord) -> list[TaskEvent]:
-            if record.state != "submitted":
-                return []  # planned by a concurrent delivery: only dispatch
-            # Copies: a retried change must start again from the plan, not from the last try.
-            record.steps = [s.model_copy(deep=True) for s in steps]
-            record.plan_source = source
-            record.state = "working"
-            plan = [s.model_dump(include={"id", "specialist", "depends_on"}) for s in steps]
-            return [
-                TaskEvent(
-                    kind="state", state="working", detail={"plan": plan, "plan_source": source}
-                )
-            ]
+            return record.begin(steps, source)  # nothing if a concurrent delivery planned it
 
         task = await self._commit(task, message, begin, catalog)
         log.info(
@@ -403,14 +297,14 @@ class Orchestrator:
         ]
         if not ready:
             if not any(s.status == "running" for s in task.steps) and len(done) < len(task.steps):
-                return _fail(task, None, "the plan cannot progress: no step can run")
+                return task.fail("the plan cannot progress: no step can run")
             return []
         inputs: dict[str, dict[str, Any]] = {}
         for step in ready:
             target = catalog.get(step.specialist)
             if target is None or not target.ready:
                 reason = f"step {step.id!r}: specialist {step.specialist!r} is no longer available"
-                return _fail(task, step, reason)
+                return task.fail(reason, step)
             producers = [
                 (catalog[done[d].specialist], done[d].output)
                 for d in step.depends_on
@@ -419,7 +313,7 @@ class Orchestrator:
             step_input = build_input(task.input, target, producers)
             problem = input_problem(step.id, target, step_input)
             if problem:
-                return _fail(task, step, problem, step_input)
+                return task.fail(problem, step, step_input)
             inputs[step.id] = step_input
         events = []
         traceparent = current_traceparent() or cause.traceparent
@@ -437,14 +331,7 @@ class Orchestrator:
                 body=request,
             )
             outbox.append(self.bus.outgoing(names.steps_stream(step.specialist), message))
-            step.status = "running"
-            step.input = inputs[step.id]
-            step.started_at = utcnow()
-            events.append(
-                TaskEvent(
-                    kind="step.started", step_id=step.id, detail={"specialist": step.specialist}
-                )
-            )
+            events.append(task.start_step(step, inputs[step.id]))
         return events
 
     async def _on_result(self, message: Envelope, result: StepResult) -> None:
@@ -457,7 +344,7 @@ class Orchestrator:
         def record(task: TaskRecord) -> list[TaskEvent]:
             # Not an answer to a step we wait for (a duplicate, say): still dispatch what it
             # unblocked, since an earlier run may have died before the write that would have.
-            return _record_result(task, result) or []
+            return task.record(result) or []
 
         await self._commit(task, message, record, await self._plan_catalog(task))
 
@@ -470,14 +357,9 @@ class Orchestrator:
 
         def end(task: TaskRecord) -> list[TaskEvent] | None:
             nonlocal changed
-            changed = False
-            if task.terminal:
-                return None
-            changed = True
-            task.state = state
-            task.reason = reason
-            _stop_steps(task, canceled=state == "canceled")
-            return [TaskEvent(kind="state", state=state, reason=reason)]
+            events = task.end(state, reason)
+            changed = events is not None
+            return events
 
         task = await self.store.update(task_id, end)
         if changed:

@@ -656,13 +656,7 @@ def create_app(
             ended.clear()  # ``update`` may call this again after a concurrent write
             if task.terminal:
                 ended.append(task.state)
-                return None
-            task.state = "canceled"
-            task.reason = reason
-            for step in task.steps:
-                if step.status in ("pending", "running"):
-                    step.status = "canceled"
-            return [TaskEvent(kind="state", state="canceled", reason=task.reason)]
+            return task.end("canceled", reason)
 
         task = await services.store.update(task_id, cancel)
         if ended:
@@ -1125,11 +1119,7 @@ async def _abandon(services: _Services, task_id: str, idem_key: str | None) -> N
     with contextlib.suppress(RedisError, OSError, LookupError):
 
         def fail(task: TaskRecord) -> list[TaskEvent] | None:
-            if task.terminal:
-                return None
-            task.state = "failed"
-            task.reason = "the API could not hand the task to the orchestrators"
-            return [TaskEvent(kind="state", state="failed", reason=task.reason)]
+            return task.end("failed", "the API could not hand the task to the orchestrators")
 
         await services.store.update(task_id, fail)
 

@@ -26,7 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, 
 
 from swarm import names
 from swarm.connections import RedisClient, text
-from swarm.messages import Envelope, StepSpec, TaskEvent, TaskState, TokenUsage, envelope, utcnow
+from swarm.messages import (
+    Envelope,
+    StepResult,
+    StepSpec,
+    TaskEvent,
+    TaskState,
+    TokenUsage,
+    envelope,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from swarm.bus import Outgoing
@@ -211,6 +220,115 @@ class TaskRecord(BaseModel):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+    # The lifecycle. Every change of a task's state is one of these methods: each changes the
+    # record in place and returns the events to log with the write (``TaskStore.update``), so
+    # the orchestrator, the API and the bus move a task the same way.
+
+    def begin(
+        self,
+        steps: Sequence[StepRecord],
+        source: Literal["explicit", "planner", "rules"] | None,
+    ) -> list[TaskEvent]:
+        """Take the plan and start working; nothing if a concurrent writer planned it first."""
+        if self.state != "submitted":
+            return []
+        # Copies: a retried change must start again from the plan, not from the last try.
+        self.steps = [s.model_copy(deep=True) for s in steps]
+        self.plan_source = source
+        self.state = "working"
+        plan = [s.model_dump(include={"id", "specialist", "depends_on"}) for s in steps]
+        return [
+            TaskEvent(kind="state", state="working", detail={"plan": plan, "plan_source": source})
+        ]
+
+    def start_step(self, step: StepRecord, step_input: dict[str, Any]) -> TaskEvent:
+        """Mark a step sent to its workers, with the input it was sent."""
+        step.status = "running"
+        step.input = step_input
+        step.started_at = utcnow()
+        return TaskEvent(
+            kind="step.started", step_id=step.id, detail={"specialist": step.specialist}
+        )
+
+    def record(self, result: StepResult) -> list[TaskEvent] | None:
+        """Record a step's result, and end the task if that was its last step or a failure.
+
+        None if the result answers no step the task waits for (a duplicate, a stray, or a late
+        answer to a task that ended meanwhile: the bus may have failed it beside the document,
+        with its steps still marked running).
+        """
+        if self.terminal:
+            return None
+        try:
+            step = self.step(result.step_id)
+        except KeyError:
+            return None
+        if step.status not in ("pending", "running") or step.specialist != result.specialist:
+            return None  # a duplicate, or not an answer to this step
+        for field in ("output", "error", "adapter", "adapter_version", "latency_ms", "tokens",
+                      "attempts", "escalated", "escalation_reason", "cost_usd",
+                      "all_teacher_cost_usd"):  # fmt: skip
+            setattr(step, field, getattr(result, field))
+        step.finished_at = utcnow()
+        detail = {"specialist": step.specialist, "latency_ms": result.latency_ms}
+        if not result.valid:
+            step.status = "failed"
+            reason = f"step {step.id!r} ({step.specialist}) failed: {result.error}"
+            failed = TaskEvent(kind="step.failed", step_id=step.id, detail=detail,
+                               reason=result.error)  # fmt: skip
+            return [failed, *(self.end("failed", reason) or [])]
+        step.status = "completed"
+        events = [
+            TaskEvent(kind="step.completed", step_id=step.id,
+                      detail={**detail, "output": result.output})
+        ]  # fmt: skip
+        if all(s.status == "completed" for s in self.steps):
+            self.result = self.final_result()
+            self.state = "completed"
+            events.append(
+                TaskEvent(kind="state", state="completed", detail={"result": self.result})
+            )
+        return events
+
+    def fail(
+        self, reason: str, step: StepRecord | None = None, step_input: Any = None
+    ) -> list[TaskEvent]:
+        """Fail the task (and ``step``, one that could not be sent), saying why."""
+        events = []
+        if step is not None:
+            step.status = "failed"
+            step.error = reason
+            step.input = step_input
+            step.finished_at = utcnow()
+            events.append(TaskEvent(kind="step.failed", step_id=step.id, reason=reason))
+        return [*events, *(self.end("failed", reason) or [])]
+
+    def end(self, state: TaskState, reason: str) -> list[TaskEvent] | None:
+        """Move the task to a terminal state, ending its unfinished steps: running ones were
+        cut off (canceled), pending ones never start (canceled, or skipped after a failure).
+        None if it has ended already."""
+        if self.terminal:
+            return None
+        self.state = state
+        self.reason = reason
+        for step in self.steps:
+            if step.status == "running":
+                step.status = "canceled"
+                step.finished_at = utcnow()
+            elif step.status == "pending":
+                step.status = "canceled" if state == "canceled" else "skipped"
+        return [TaskEvent(kind="state", state=state, reason=reason)]
+
+    def sinks(self) -> list[StepRecord]:
+        """Steps no other step depends on: their outputs are the task's result."""
+        needed = {dep for step in self.steps for dep in step.depends_on}
+        return [step for step in self.steps if step.id not in needed]
+
+    def final_result(self) -> Any:
+        """One sink's output as it is; several sinks' outputs by step id."""
+        outputs = self.sinks()
+        return outputs[0].output if len(outputs) == 1 else {s.id: s.output for s in outputs}
 
 
 @dataclass(frozen=True)
@@ -429,6 +547,5 @@ def _load(task_id: str, raw: dict[Any, Any]) -> TaskRecord:
     # Someone outside the record (the bus's dead-letter path) may have ended the task.
     state = fields.get("state")
     if state in TERMINAL_STATES and not task.terminal:
-        task.state = state  # type: ignore[assignment]
-        task.reason = fields.get("reason") or task.reason
+        task.end(state, fields.get("reason") or task.reason or state)  # type: ignore[arg-type]
     return task

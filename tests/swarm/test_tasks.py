@@ -70,3 +70,39 @@ async def test_a_state_set_beside_the_document_wins(redis: Redis) -> None:
 def _set_state(task: TaskRecord, state: str) -> list[TaskEvent]:
     task.state = state  # type: ignore[assignment]
     return [TaskEvent(kind="state", state=task.state)]
+
+
+def test_the_lifecycle_moves_a_task_one_way_whoever_calls_it() -> None:
+    from swarm.messages import StepResult
+
+    task = TaskRecord(id="t", input="x")
+    plan = [StepRecord(id="a", specialist="pii"), StepRecord(id="b", specialist="entities",
+                                                             depends_on=["a"])]  # fmt: skip
+    assert [e.state for e in task.begin(plan, "explicit")] == ["working"]
+    assert task.begin(plan, "explicit") == []  # planned already: nothing more
+    started = task.start_step(task.step("a"), {"text": "x"})
+    assert started.kind == "step.started" and task.step("a").started_at is not None
+    done = StepResult(step_id="a", specialist="pii", output={"redacted_text": "x", "spans": []},
+                      valid=True)  # fmt: skip
+    assert [e.kind for e in task.record(done) or []] == ["step.completed"]
+    assert task.record(done) is None  # a duplicate answers nothing
+    task.start_step(task.step("b"), {"text": "x"})
+    # Canceled mid-step: the running step is cut off with its end time, as anyone cancels.
+    events = task.end("canceled", "no longer needed")
+    assert events and events[0].state == "canceled" and task.reason == "no longer needed"
+    assert task.step("b").status == "canceled" and task.step("b").finished_at is not None
+    assert task.end("failed", "late") is None and task.state == "canceled"
+
+
+def test_a_failed_step_ends_the_task_and_skips_what_waited_on_it() -> None:
+    from swarm.messages import StepResult
+
+    task = TaskRecord(id="t", input="x")
+    task.begin([StepRecord(id="a", specialist="sql"),
+                StepRecord(id="b", specialist="pii", depends_on=["a"])], None)  # fmt: skip
+    task.start_step(task.step("a"), {})
+    bad = StepResult(step_id="a", specialist="sql", output=None, valid=False, error="no such table")
+    kinds = [(e.kind, e.state) for e in task.record(bad) or []]
+    assert kinds == [("step.failed", None), ("state", "failed")]
+    assert task.reason == "step 'a' (sql) failed: no such table"
+    assert task.step("b").status == "skipped"
