@@ -55,8 +55,6 @@ from swarm.tracing import current_traceparent, span
 
 log = logging.getLogger(__name__)
 
-CANCELED_TTL_S = 86_400
-"""How long the canceled marker outlives a task: longer than any step could still be queued."""
 SWEEP_BATCH = 100
 """Overdue tasks failed per sweep; the next sweep takes the rest."""
 RECENT_RECORDS = 4096
@@ -373,12 +371,9 @@ class Orchestrator:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(names.DEADLINES_KEY, task_id)
             if dropped:
-                # Workers check the marker before and during a step; the broadcast is for
-                # anyone listening for it (the API cancels the same way).
-                pipe.set(names.canceled_key(task_id), b"1", ex=CANCELED_TTL_S)
+                # Workers check the marker before and during a step (the API cancels so too).
+                pipe.set(names.canceled_key(task_id), b"1", ex=names.CANCELED_TTL_S)
             await pipe.execute()
-        if dropped:  # not pipelined: a cluster pipeline refuses PUBLISH, which has no key
-            await self.redis.publish(names.cancel_channel(task_id), (reason or state).encode())
 
     # Deadlines
 

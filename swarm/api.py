@@ -71,8 +71,6 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL_S = 86_400
 """How long an Idempotency-Key keeps pointing at the task it created."""
-CANCELED_TTL_S = 86_400
-"""How long the canceled marker outlives a cancel (workers check it before each step)."""
 MAX_ID_LENGTH = 128
 DEFAULT_CANCEL_REASON = "canceled by request"
 
@@ -665,9 +663,8 @@ def create_app(
                 f"task {task_id!r} is already {ended[0]}; only an unfinished task can be canceled",
                 kind="task-ended",
             )
-        # The marker first: a worker that misses the broadcast still sees it before its next step.
-        await services.redis.set(names.canceled_key(task_id), b"1", ex=CANCELED_TTL_S)
-        await services.redis.publish(names.cancel_channel(task_id), reason.encode())
+        # The one way workers hear of it: the marker, which they check before and during a step.
+        await services.redis.set(names.canceled_key(task_id), b"1", ex=names.CANCELED_TTL_S)
         await services.bus.publish(names.TASKS_STREAM, envelope(task_id, Cancel(reason=reason)))
         metrics.TASKS_CANCELED.inc()
         return task.model_dump(mode="json", exclude={"owner"})

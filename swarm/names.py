@@ -19,7 +19,6 @@ RESULTS_STREAM = f"{PREFIX}:stream:results"
 """Step results, consumed by orchestrators."""
 DEAD_LETTER_STREAM = f"{PREFIX}:stream:dead"
 """Messages that could not be handled, each with the reason and its delivery history."""
-ESCALATIONS_STREAM = f"{PREFIX}:stream:escalations"
 """Inputs that a specialist escalated to the teacher, with the teacher's answer."""
 
 
@@ -95,14 +94,14 @@ def idempotency_key(owner: str, key: str) -> str:
     return f"{PREFIX}:idem:{owner}:{key}"
 
 
-def cancel_channel(task_id: str) -> str:
-    """Pub/sub channel on which workers hear that a task was canceled."""
-    return f"{PREFIX}:cancel:{task_id}"
-
-
 def canceled_key(task_id: str) -> str:
-    """Exists once a task is canceled, so a worker that missed the broadcast still sees it."""
+    """Exists once a task is canceled or failed: the one way workers hear to drop its steps
+    (they check it before a step and while it runs), for :data:`CANCELED_TTL_S`."""
     return f"{PREFIX}:canceled:{task_id}"
+
+
+CANCELED_TTL_S = 86_400
+"""How long the canceled marker stays: longer than any step runs."""
 
 
 DEADLINES_KEY = f"{PREFIX}:deadlines"

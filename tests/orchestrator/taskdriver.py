@@ -131,7 +131,6 @@ class Driver:
 
         await self.store.update(task_id, cancel)
         await self.redis.set(names.canceled_key(task_id), b"1", ex=86_400)
-        await self.redis.publish(names.cancel_channel(task_id), b"canceled")
         await self.bus.publish(names.TASKS_STREAM, envelope(task_id, Cancel()))
 
     async def requests(self, specialist: str, task_id: str | None = None) -> list[Envelope]:

@@ -643,9 +643,6 @@ async def test_cancel_ends_the_task_and_tells_the_workers(
     client: httpx.AsyncClient, redis: Redis
 ) -> None:
     task_id = await submit(client, {"input": "x", "plan": ["pii", "entities"]})
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(names.cancel_channel(task_id))
-    await pubsub.get_message(timeout=1)  # the subscribe confirmation
     response = await client.post(
         f"/v1/tasks/{task_id}/cancel", params={"reason": "changed my mind"}
     )
@@ -654,9 +651,6 @@ async def test_cancel_ends_the_task_and_tells_the_workers(
     assert task["state"] == "canceled" and task["reason"] == "changed my mind"
     assert [s["status"] for s in task["steps"]] == ["canceled", "canceled"]
     assert "owner" not in task
-    heard = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
-    assert heard is not None and heard["data"] == b"changed my mind"
-    await pubsub.aclose()
     assert 0 < await redis.ttl(names.canceled_key(task_id)) <= 86_400
     messages = await submitted(redis)
     assert [type(m.body) for m in messages] == [TaskSubmitted, Cancel]
