@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from swarm import names
+from swarm import names, scripts
 from swarm.connections import RedisClient
 from swarm.messages import StepResult
 
@@ -43,10 +43,11 @@ TOTAL_FIELDS = (
 # accounting maxlen, specialist, escalated, failed, cost, all-teacher cost, prompt tokens,
 # completion tokens, the latency sum field, latency seconds, the one bucket field to count (the
 # smallest bound the latency fits under; readers cumulate).
-_RECORD_SCRIPT = """
-if KEYS[1] ~= '' then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 0 end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+_RECORD_SCRIPT = (
+    scripts.PUBLISH
+    + """
+if KEYS[1] ~= '' and not publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]) then
+  return 0
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'data', ARGV[4])
 local p = ARGV[6] .. ':'
@@ -61,6 +62,7 @@ redis.call('HINCRBYFLOAT', KEYS[5], ARGV[13], ARGV[14])
 redis.call('HINCRBY', KEYS[5], ARGV[15], 1)
 return 1
 """
+)
 
 
 async def record_step(

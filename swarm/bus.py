@@ -36,7 +36,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from swarm import names
+from swarm import names, scripts
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient, text
 from swarm.errors import InvalidMessage
 from swarm.messages import Envelope, TaskEvent, envelope, utcnow
@@ -71,15 +71,7 @@ return owned
 
 # XADD unless this message id was published to this stream before; both keys share a slot.
 # A maxlen of 0 means no trimming at publish (the tasks stream: see ``Bus.trim_read``).
-_PUBLISH_SCRIPT = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  if ARGV[2] == '0' then
-    return redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
-  end
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
-end
-return false
-"""
+_PUBLISH_SCRIPT = scripts.PUBLISH + "return publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"
 
 UNTRIMMED_AT_PUBLISH = frozenset({names.TASKS_STREAM})
 """Streams whose entries are accepted work nobody may drop before a consumer group has read

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, model_validator
 
-from swarm import names
+from swarm import names, scripts
 from swarm.connections import RedisClient, text
 from swarm.messages import (
     Envelope,
@@ -48,7 +48,7 @@ MAX_UPDATE_TRIES = 50
 # The scripts share two parts. ARGV from ``base``: ttl, events maxlen, then ``n_out`` messages
 # to publish (stream, dedupe key, payload, maxlen, dedupe ttl: KEYS/ARGV pairs as laid out by
 # ``_script_args``), then ``n_ev`` events (payload, state to count or ''). Publishing is the
-# bus's dedupe-then-XADD (``swarm.bus._PUBLISH_SCRIPT``): a message id sent before is skipped.
+# bus's dedupe-then-XADD (``swarm.scripts.PUBLISH``): a message id sent before is skipped.
 # Messages go out before the record is written: Redis does not undo a script that fails half
 # way, and a record marking steps running whose requests were never sent would hang the task,
 # while a request sent for a record not written is sent again, deduplicated, by the retry.
@@ -57,14 +57,7 @@ local ttl, maxlen = ARGV[base], ARGV[base + 1]
 local n_out, n_ev = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
 local a = base + 4
 for i = 1, n_out do
-  local stream, seen = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  if redis.call('SET', seen, '1', 'NX', 'EX', ARGV[a + 2]) then
-    if ARGV[a + 1] == '0' then
-      redis.call('XADD', stream, '*', 'm', ARGV[a])
-    else
-      redis.call('XADD', stream, 'MAXLEN', '~', ARGV[a + 1], '*', 'm', ARGV[a])
-    end
-  end
+  publish(KEYS[2 + 2 * i], KEYS[3 + 2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2])
   a = a + 3
 end
 """
@@ -82,7 +75,8 @@ return 1
 # KEYS: task hash, events stream, states counter, then (stream, dedupe key) per message.
 # ARGV: doc, state, updated_at, then the shared part. Returns 0 if the task exists already.
 _CREATE_SCRIPT = (
-    """
+    scripts.PUBLISH
+    + """
 if redis.call('HEXISTS', KEYS[1], 'doc') == 1 then return 0 end
 local base = 4
 """
@@ -97,7 +91,8 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'state', ARGV[2], 'updated_at', ARGV
 # updated_at, then the shared part. Returns 1 if written, 0 if someone wrote since the read,
 # -1 if the task is gone.
 _UPDATE_SCRIPT = (
-    """
+    scripts.PUBLISH
+    + """
 if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return -1 end
 local seen = redis.call('HMGET', KEYS[1], 'rev', 'state', 'updated_at')
 if (seen[1] or '') ~= ARGV[1] or (seen[2] or '') ~= ARGV[2] or (seen[3] or '') ~= ARGV[3] then
