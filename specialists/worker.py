@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import hashlib
 import logging
@@ -56,6 +57,14 @@ def result_id(task_id: str, step_id: str, attempt: int) -> str:
     return hashlib.sha256(f"result:{task_id}:{step_id}:{attempt}".encode()).hexdigest()[:32]
 
 
+class Stopped(enum.Enum):
+    """Why a step was stopped before it finished: neither is the specialist's doing, so
+    neither is escalated to the teacher."""
+
+    CANCELED = "canceled"
+    DEADLINE = "deadline exceeded"
+
+
 @dataclass
 class StepOutcome:
     output: Any = None
@@ -67,6 +76,11 @@ class StepOutcome:
     escalation_reason: str | None = None
     cost_usd: float = 0.0
     all_teacher_cost_usd: float = 0.0
+    stopped: Stopped | None = None
+
+    @classmethod
+    def stop(cls, why: Stopped) -> StepOutcome:
+        return cls(error=why.value, stopped=why)
 
 
 class Worker:
@@ -174,7 +188,7 @@ class Worker:
             why = "is not registered" if record is None else f"was rejected: {record.reason}"
             outcome = StepOutcome(error=f"specialist {step.specialist!r} {why}")
         elif await self.redis.exists(names.canceled_key(message.task_id)):
-            outcome = StepOutcome(error="canceled")
+            outcome = StepOutcome.stop(Stopped.CANCELED)
         else:
             outcome = await self._run_cancellable(message.task_id, record, request)
             outcome = await self._cascade(message.task_id, record, request, outcome)
@@ -224,10 +238,10 @@ class Worker:
                     return work.result()
                 if await self.redis.exists(names.canceled_key(task_id)):
                     work.cancel()
-                    return StepOutcome(error="canceled")
+                    return StepOutcome.stop(Stopped.CANCELED)
                 if _past(request.deadline):
                     work.cancel()
-                    return StepOutcome(error="deadline exceeded")
+                    return StepOutcome.stop(Stopped.DEADLINE)
         finally:
             if not work.done():
                 work.cancel()
@@ -269,8 +283,11 @@ class Worker:
                 outcome.error = f"invalid output: {exc}"
                 continue
             except InfrastructureError as exc:
-                past = _past(request.deadline)
-                outcome.error = "deadline exceeded" if past else f"model unavailable: {exc}"
+                if _past(request.deadline):
+                    outcome.stopped = Stopped.DEADLINE
+                    outcome.error = Stopped.DEADLINE.value
+                else:
+                    outcome.error = f"model unavailable: {exc}"
                 break
             except UnknownSpecialist as exc:
                 # vLLM answers 404 for an adapter between its restart and the registry's reload.
@@ -312,7 +329,7 @@ class Worker:
             self.settings, tokens.prompt, tokens.completion
         )
         reason = outcome.escalation_reason
-        if reason is None or outcome.error in ("canceled", "deadline exceeded"):
+        if reason is None or outcome.stopped is not None:
             outcome.escalation_reason = None
             return outcome
         if self.cascade is None or self.cascade.teacher is None:
