@@ -29,7 +29,7 @@ from swarm.calibration import confidence
 from swarm.connections import RedisClient
 from swarm.dataset import Example
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
-from swarm.messages import utcnow
+from swarm.messages import EscalationEntry, utcnow
 from swarm.prompting import render_messages
 from swarm.settings import Settings
 from swarm.teacher import Teacher
@@ -164,19 +164,18 @@ class Cascade:
         step_id: str,
         student_output: Any,
     ) -> None:
-        entry = {
-            "input": step_input,
-            "output": output,
-            "reason": reason,
-            "student_output": student_output,
-            "task_id": task_id,
-            "step_id": step_id,
-            "specialist_version": manifest.get("version"),
-            "at": utcnow().isoformat(),
-        }
+        entry = EscalationEntry(
+            input=step_input,
+            output=output,
+            reason=reason,
+            student_output=student_output,
+            task_id=task_id,
+            step_id=step_id,
+            specialist_version=manifest.get("version"),
+        )
         await self.redis.xadd(
             names.escalations_stream(str(manifest.get("name"))),
-            {"data": json.dumps(entry, ensure_ascii=False)},
+            {"data": entry.model_dump_json()},
             maxlen=self.settings.escalation_retention,
             approximate=True,
         )
@@ -187,7 +186,7 @@ async def read_escalations(redis: RedisClient, specialist: str) -> list[Example]
     examples = []
     entries: Any = await redis.xrange(names.escalations_stream(specialist))
     for _id, fields in entries or []:
-        entry = json.loads(fields.get(b"data") or fields.get("data"))
-        meta = {k: entry[k] for k in ("reason", "task_id", "step_id", "at") if k in entry}
-        examples.append(Example(entry["input"], entry["output"], {"escalation": meta}))
+        entry = EscalationEntry.model_validate_json(fields.get(b"data") or fields.get("data"))
+        meta = entry.model_dump(mode="json", include={"reason", "task_id", "step_id", "at"})
+        examples.append(Example(entry.input, entry.output, {"escalation": meta}))
     return examples

@@ -10,7 +10,6 @@ an invoice.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarm import names, scripts
 from swarm.connections import RedisClient
-from swarm.messages import StepResult
+from swarm.messages import AccountingEntry, StepResult
 
 if TYPE_CHECKING:
     from swarm.bus import Outgoing
@@ -71,17 +70,17 @@ async def record_step(
     """Account one finished step, and first publish ``publish`` (its result message) if given,
     all in one round trip. Returns False if that message was published before: then the step
     is not counted again."""
-    entry = {
-        "task_id": task_id,
-        "specialist": result.specialist,
-        "valid": result.valid,
-        "escalated": result.escalated,
-        "latency_ms": result.latency_ms,
-        "cost_usd": result.cost_usd,
-        "all_teacher_cost_usd": result.all_teacher_cost_usd,
-        "prompt_tokens": result.tokens.prompt,
-        "completion_tokens": result.tokens.completion,
-    }
+    entry = AccountingEntry(
+        task_id=task_id,
+        specialist=result.specialist,
+        valid=result.valid,
+        escalated=result.escalated,
+        latency_ms=result.latency_ms,
+        cost_usd=result.cost_usd,
+        all_teacher_cost_usd=result.all_teacher_cost_usd,
+        prompt_tokens=result.tokens.prompt,
+        completion_tokens=result.tokens.completion,
+    )
     seconds = result.latency_ms / 1000
     series = f"{result.specialist}|{result.adapter_version or 'base'}"
     bucket = next((str(bound) for bound in LATENCY_BUCKETS_S if seconds <= bound), "+Inf")
@@ -96,7 +95,7 @@ async def record_step(
         publish.payload if publish else b"",
         publish.maxlen if publish else 0,
         publish.dedupe_ttl_s if publish else 0,
-        json.dumps(entry),
+        entry.model_dump_json(),
         ACCOUNTING_MAXLEN,
         result.specialist,
         int(result.escalated),
@@ -188,16 +187,16 @@ async def report(redis: RedisClient, *, window_s: float, now: float | None = Non
     tasks: set[str] = set()
     latencies: list[float] = []
     for _id, fields in entries or []:
-        entry = json.loads(fields.get(b"data") or fields.get("data"))
-        summary = by_name.setdefault(entry["specialist"], SpecialistSummary())
+        entry = AccountingEntry.model_validate_json(fields.get(b"data") or fields.get("data"))
+        summary = by_name.setdefault(entry.specialist, SpecialistSummary())
         summary.steps += 1
-        summary.escalations += int(bool(entry["escalated"]))
-        summary.failed += int(not entry["valid"])
-        summary.cost_usd += float(entry["cost_usd"])
-        summary.all_teacher_cost_usd += float(entry["all_teacher_cost_usd"])
-        summary.latencies_ms.append(float(entry["latency_ms"]))
-        latencies.append(float(entry["latency_ms"]))
-        tasks.add(str(entry["task_id"]))
+        summary.escalations += int(entry.escalated)
+        summary.failed += int(not entry.valid)
+        summary.cost_usd += entry.cost_usd
+        summary.all_teacher_cost_usd += entry.all_teacher_cost_usd
+        summary.latencies_ms.append(entry.latency_ms)
+        latencies.append(entry.latency_ms)
+        tasks.add(entry.task_id)
     steps = sum(s.steps for s in by_name.values())
     cost = sum(s.cost_usd for s in by_name.values())
     counterfactual = sum(s.all_teacher_cost_usd for s in by_name.values())

@@ -130,6 +130,35 @@ Body = Annotated[
 ]
 
 
+class AccountingEntry(WireModel):
+    """One finished step, as the accounting stream keeps it for ``swarm report``."""
+
+    schema_version: Literal[1] = 1
+    task_id: str
+    specialist: str
+    valid: bool
+    escalated: bool
+    latency_ms: float
+    cost_usd: float
+    all_teacher_cost_usd: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class EscalationEntry(WireModel):
+    """A step the teacher answered, kept for ``swarm escalations`` and retraining."""
+
+    schema_version: Literal[1] = 1
+    input: dict[str, Any]
+    output: dict[str, Any]
+    reason: str
+    student_output: Any = None
+    task_id: str
+    step_id: str
+    specialist_version: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
 class Envelope(WireModel):
     """The frame around every message on the bus."""
 

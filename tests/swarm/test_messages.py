@@ -58,3 +58,22 @@ def test_envelope_carries_ids_attempt_and_timestamps() -> None:
 def test_invalid_payloads_are_rejected_with_the_place_at_fault(payload: bytes, where: str) -> None:
     with pytest.raises(InvalidMessage, match=f"at {where}"):
         Envelope.decode(payload)
+
+
+def test_accounting_and_escalation_entries_are_versioned_wire_models() -> None:
+    import pydantic
+
+    from swarm.messages import AccountingEntry, EscalationEntry
+
+    entry = AccountingEntry(task_id="t", specialist="pii", valid=True, escalated=False,
+                            latency_ms=1.5, cost_usd=0.1, all_teacher_cost_usd=0.2,
+                            prompt_tokens=3, completion_tokens=4)  # fmt: skip
+    raw = entry.model_dump_json()
+    assert '"schema_version":1' in raw and AccountingEntry.model_validate_json(raw) == entry
+    for bad in (raw.replace('"schema_version":1', '"schema_version":2'),
+                raw.replace("}", ',"extra":1}')):  # fmt: skip
+        with pytest.raises(pydantic.ValidationError):
+            AccountingEntry.model_validate_json(bad)
+    kept = EscalationEntry(input={"text": "x"}, output={"spans": []}, reason="low confidence",
+                           task_id="t", step_id="s1")  # fmt: skip
+    assert EscalationEntry.model_validate_json(kept.model_dump_json()) == kept
