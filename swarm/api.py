@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swarm import agentcard, eventstream, metrics, names, plans, problems
 from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistOut, SpecialistRecord
-from swarm.connections import SOCKET_TIMEOUT_S, RedisClient, connect, redis_client, shown, text
+from swarm.connections import RedisClient, connect, redis_client, shown, text
 from swarm.errors import ConfigurationError, RedisUnavailable, UnknownSpecialist, UserError
 from swarm.messages import (
     Cancel,
@@ -73,29 +73,6 @@ IDEMPOTENCY_TTL_S = 86_400
 """How long an Idempotency-Key keeps pointing at the task it created."""
 MAX_ID_LENGTH = 128
 DEFAULT_CANCEL_REASON = "canceled by request"
-
-
-@dataclass(frozen=True)
-class ApiLimits:
-    """The API's bounds. Defaults suit production; tests shorten the timers."""
-
-    max_body_bytes: int = 1 << 20
-    """Largest request body (1 MiB); a larger one gets 413 before any parsing."""
-    max_deadline_s: float = 86_400.0
-    """Furthest deadline a task may ask for."""
-    idempotency_wait_s: float = 5.0
-    """How long a repeated Idempotency-Key waits for its first request to store the task."""
-    sse_keepalive_s: float = 5.0
-    """Longest silence on an event stream: one XREAD BLOCK, then a keepalive comment."""
-    sse_max_s: float = 3_600.0
-    """An event stream closes after this long; the client reconnects with Last-Event-ID."""
-    ready_timeout_s: float = 2.0
-    """Per-dependency timeout of /readyz."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.sse_keepalive_s < SOCKET_TIMEOUT_S:
-            # A blocking read as long as the socket timeout would fail every quiet stream.
-            raise ValueError(f"sse_keepalive_s must be between 0 and {SOCKET_TIMEOUT_S} s")
 
 
 TAGS = [
@@ -408,12 +385,10 @@ def create_app(
     settings: Settings | None = None,
     *,
     redis: RedisClient | None = None,
-    limits: ApiLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app. It opens its own Redis client from ``settings`` unless one is given
     (a given client is left open on shutdown)."""
     settings = settings or get_settings()
-    limits = limits or ApiLimits()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -422,7 +397,7 @@ def create_app(
             if redis is not None
             else await _open_redis(settings.redis_url, settings.redis_max_connections)
         )
-        http = httpx.AsyncClient(timeout=limits.ready_timeout_s)
+        http = httpx.AsyncClient(timeout=settings.api_ready_timeout_s)
         app.state.services = _Services(
             redis=client,
             store=TaskStore(client),
@@ -457,7 +432,7 @@ def create_app(
     problems.install(app)
     app.openapi = lambda: _openapi(app, secured=bool(settings.api_keys))  # type: ignore[method-assign]
     # Last added runs first: metrics see every response, including a 413 from the body limit.
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.add_middleware(metrics.HttpMetrics)
 
     @app.post(
@@ -505,7 +480,7 @@ def create_app(
                     return await replay(idem_key, body, steps, response)
             if body.plan is not None:  # else a goal: the planner makes the plan
                 _check_plan(steps, body.input, await services.catalog.current())
-            deadline = _deadline(body, limits.max_deadline_s)
+            deadline = _deadline(body, settings.api_max_deadline_s)
         except (UserError, Problem):
             metrics.TASKS_SUBMITTED.labels("rejected").inc()
             raise
@@ -547,7 +522,9 @@ def create_app(
     async def replay(
         idem_key: str, body: TaskIn, steps: list[StepSpec], response: Response
     ) -> TaskAccepted:
-        existing = await _replayed_task(app.state.services, idem_key, limits.idempotency_wait_s)
+        existing = await _replayed_task(
+            app.state.services, idem_key, settings.api_idempotency_wait_s
+        )
         if not _same_request(existing, body, steps):
             metrics.TASKS_SUBMITTED.labels("rejected").inc()
             raise Problem(
@@ -724,8 +701,8 @@ def create_app(
                     services.store,
                     task_id,
                     start,
-                    keepalive_s=limits.sse_keepalive_s,
-                    max_s=limits.sse_max_s,
+                    keepalive_s=settings.api_sse_keepalive_s,
+                    max_s=settings.api_sse_max_s,
                     ended=task.terminal,
                 ),
             ),
@@ -763,7 +740,7 @@ def create_app(
         probe is open to anyone, and internal addresses are the operator's to see (in the log).
         """
         names_ = ["redis", *(f"vllm {n}" for n in range(1, len(settings.vllm_urls) + 1))]
-        timeout = limits.ready_timeout_s
+        timeout = settings.api_ready_timeout_s
         probes = [
             _ping(services.redis, timeout),
             *(_health(services.http, url) for url in settings.vllm_urls),

@@ -34,13 +34,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarm.errors import ConfigurationError, RedisUnavailable
+from swarm.settings import SSE_KEEPALIVE_MAX_S
 
 log = logging.getLogger(__name__)
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What every swarm process talks to Redis through."""
 
-SOCKET_TIMEOUT_S = 30.0
+SOCKET_TIMEOUT_S = SSE_KEEPALIVE_MAX_S
 """How long one Redis call may go unanswered before it fails. It must stay above every blocking
 read (a consumer's ``XREADGROUP`` blocks ``Consumer.block_ms``, the SSE stream's ``XREAD`` its
 keepalive, 5 s by default), so only a server that stopped answering trips it: redis-py's own

@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from swarm.errors import ConfigurationError
 
+SSE_KEEPALIVE_MAX_S = 30.0
+"""A blocking read on an event stream must end before the Redis client's socket timeout
+(``swarm.connections.SOCKET_TIMEOUT_S``), or every quiet stream would fail."""
+
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 """The embedded default: SmolLM2-135M-Instruct, built by ``swarm model prepare``."""
 
@@ -175,6 +179,32 @@ class Settings(BaseSettings):
         description="Serve without SWARM_API_KEYS on an address other than loopback. Without it "
         "`swarm api` refuses to start so.",
     )
+    api_max_body_bytes: int = Field(
+        1 << 20, ge=1, description="Largest request body; a larger one gets 413 before parsing."
+    )
+    api_max_deadline_s: float = Field(
+        86_400.0, gt=0, description="Furthest deadline a task may ask for."
+    )
+    api_idempotency_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a repeated Idempotency-Key waits for its first request to store "
+        "the task.",
+    )
+    api_sse_keepalive_s: float = Field(
+        5.0,
+        gt=0,
+        lt=SSE_KEEPALIVE_MAX_S,
+        description="Longest silence on an event stream before a keepalive comment (under the "
+        "Redis client's 30 s socket timeout).",
+    )
+    api_sse_max_s: float = Field(
+        3_600.0,
+        gt=0,
+        description="An event stream closes after this long; the client resumes with "
+        "Last-Event-ID.",
+    )
+    api_ready_timeout_s: float = Field(2.0, gt=0, description="Per-dependency timeout of /readyz.")
 
     log_level: str = Field("INFO", description="Log level.")
     log_format: Literal["text", "json"] = Field(

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from specialists.builtin import BUILTINS
 from specialists.manifest import Manifest
-from swarm.api import ApiLimits, create_app
+from swarm.api import create_app
 from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.settings import Settings
 
@@ -39,9 +39,9 @@ async def put_builtins(redis: Redis) -> None:
 
 
 @contextmanager
-def api_server(settings: Settings, port: int, limits: ApiLimits | None = None) -> Iterator[str]:
-    """The API app for ``settings`` (and ``limits``, if given) on ``port``."""
-    with serve_app(create_app(settings, limits=limits), port) as url:
+def api_server(settings: Settings, port: int) -> Iterator[str]:
+    """The API app for ``settings`` on ``port``."""
+    with serve_app(create_app(settings), port) as url:
         yield url
 
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from swarm import names
-from swarm.api import ApiLimits, create_app
+from swarm.api import create_app
 from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.messages import Cancel, Envelope, TaskEvent, TaskSubmitted, TokenUsage
 from swarm.settings import Settings
@@ -51,12 +51,13 @@ def serve(app: FastAPI) -> AbstractContextManager[str]:
     return serve_app(app, free_port())
 
 
-FAST = ApiLimits(sse_keepalive_s=0.2, idempotency_wait_s=1.0)
+FAST = {"api_sse_keepalive_s": 0.2, "api_idempotency_wait_s": 1.0}
+"""Timers short enough for tests."""
 
 
 @pytest.fixture
 async def api(catalog: None, redis_url: str) -> AsyncIterator[str]:
-    with serve(create_app(settings(redis_url), limits=FAST)) as url:
+    with serve(create_app(settings(redis_url, **FAST))) as url:
         yield url
 
 
@@ -601,8 +602,8 @@ async def test_an_event_stream_is_bounded_in_time(
     catalog: None, redis: Redis, redis_url: str
 ) -> None:
     await TaskStore(redis).create(TaskRecord(id="t4", input="x"))
-    limits = ApiLimits(sse_keepalive_s=0.1, sse_max_s=0.5)
-    with serve(create_app(settings(redis_url), limits=limits)) as url:
+    quick = settings(redis_url, api_sse_keepalive_s=0.1, api_sse_max_s=0.5)
+    with serve(create_app(quick)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             started = time.monotonic()
             comments: list[str] = []
@@ -618,7 +619,7 @@ async def test_a_quiet_event_stream_outlasts_the_redis_clients_default_timeout(
     # The production defaults: a keepalive XREAD blocks 5 s, which is exactly redis-py's own
     # socket timeout; with that client every quiet stream broke off as "Redis is unavailable".
     await TaskStore(redis).create(TaskRecord(id="t5", input="x"))
-    with serve(create_app(settings(redis_url), limits=ApiLimits(sse_max_s=30))) as url:
+    with serve(create_app(settings(redis_url, api_sse_max_s=30))) as url:
         async with httpx.AsyncClient(base_url=url, timeout=20) as http:
             comments: list[str] = []
             reader = asyncio.create_task(
@@ -882,7 +883,7 @@ def test_swarm_api_refuses_to_start_open_on_every_interface() -> None:
 async def test_an_input_longer_than_the_cap_is_a_413_before_anything_is_stored(
     catalog: None, redis_url: str, redis: Redis
 ) -> None:
-    app = create_app(settings(redis_url, max_input_chars=50), limits=FAST)
+    app = create_app(settings(redis_url, max_input_chars=50, **FAST))
     with serve(app) as url:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             response = await http.post("/v1/tasks", json={"input": "x" * 51, "plan": ["pii"]})
@@ -898,8 +899,8 @@ async def test_task_creation_is_rate_limited_per_key_across_replicas(
     keys = {"api_keys": ["alpha", "beta"], "api_tasks_per_minute": 3}
     body = {"input": "Mail ann@x.io", "plan": ["pii"]}
     with (
-        serve(create_app(settings(redis_url, **keys), limits=FAST)) as one,
-        serve(create_app(settings(redis_url, **keys), limits=FAST)) as two,
+        serve(create_app(settings(redis_url, **keys, **FAST))) as one,
+        serve(create_app(settings(redis_url, **keys, **FAST))) as two,
     ):
         async with httpx.AsyncClient(timeout=10) as http:
             if time.time() % 60 > 55:  # the count is per minute: start well inside one
@@ -919,7 +920,7 @@ async def test_task_creation_is_rate_limited_per_key_across_replicas(
 
 
 async def test_event_streams_are_capped_per_key_with_a_429(catalog: None, redis_url: str) -> None:
-    app = create_app(settings(redis_url, api_max_streams_per_key=1), limits=FAST)
+    app = create_app(settings(redis_url, api_max_streams_per_key=1, **FAST))
     with serve(app) as url:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             task_id = await submit(http, {"input": "Mail ann@x.io", "plan": ["pii"]})
@@ -940,7 +941,7 @@ async def test_event_streams_are_capped_per_key_with_a_429(catalog: None, redis_
 async def test_an_input_that_cannot_fit_the_models_context_is_a_413(
     catalog: None, redis_url: str
 ) -> None:
-    app = create_app(settings(redis_url, max_model_len=10), limits=FAST)
+    app = create_app(settings(redis_url, max_model_len=10, **FAST))
     with serve(app) as url:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             response = await http.post("/v1/tasks", json={"input": "x" * 41, "plan": ["pii"]})

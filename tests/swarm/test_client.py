@@ -8,7 +8,6 @@ import pytest
 from redis.asyncio import Redis
 
 import swarm
-from swarm.api import ApiLimits
 from swarm.errors import DeadlineExceeded, InfrastructureError, UserError
 from swarm.settings import Settings
 
@@ -17,11 +16,11 @@ from conftest import free_port
 
 pytestmark = pytest.mark.redis_backends
 
-FAST = ApiLimits(sse_keepalive_s=0.2, idempotency_wait_s=1.0)
+FAST = {"api_sse_keepalive_s": 0.2, "api_idempotency_wait_s": 1.0}
 
 
 def settings(redis_url: str, **changes: object) -> Settings:
-    return Settings(**{"redis_url": redis_url, "vllm_urls": [], **changes})
+    return Settings(**{"redis_url": redis_url, "vllm_urls": [], **FAST, **changes})
 
 
 @pytest.fixture
@@ -31,7 +30,7 @@ async def catalog(redis: Redis) -> None:
 
 @pytest.fixture
 def api(catalog: None, redis_url: str) -> Iterator[str]:
-    with api_server(settings(redis_url), free_port(), FAST) as url:
+    with api_server(settings(redis_url), free_port()) as url:
         yield url
 
 
@@ -70,7 +69,7 @@ def test_a_key_is_sent_and_a_missing_one_says_what_to_pass(
     catalog: None,
     redis_url: str,
 ) -> None:
-    with api_server(settings(redis_url, api_keys="k1"), free_port(), FAST) as url:
+    with api_server(settings(redis_url, api_keys="k1"), free_port()) as url:
         with swarm.Client(url, api_key="k1") as client:
             task = client.submit("x", plan=["pii"])
             assert client.get(task.id).id == task.id

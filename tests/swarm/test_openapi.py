@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from swarm.api import ApiLimits, create_app
+from swarm.api import create_app
 from swarm.settings import Settings
 
 from adapterfactory import register_builtins
@@ -37,8 +37,9 @@ COMMAND = ["--checks", "all", "--exclude-checks", "positive_data_acceptance",
 async def test_schemathesis_finds_nothing(redis: Redis, redis_url: str) -> None:
     await register_builtins(redis)
     with openai_stub([], free_port()) as vllm:
-        settings = Settings(redis_url=redis_url, vllm_urls=[vllm.url], api_tasks_per_minute=0)
-        app = create_app(settings, limits=ApiLimits(sse_keepalive_s=0.2, sse_max_s=2.0))
+        settings = Settings(redis_url=redis_url, vllm_urls=[vllm.url], api_tasks_per_minute=0,
+                            api_sse_keepalive_s=0.2, api_sse_max_s=2.0)  # fmt: skip
+        app = create_app(settings)
         with serve_app(app, free_port()) as url:
             run = await asyncio.to_thread(
                 subprocess.run,

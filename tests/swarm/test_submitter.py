@@ -19,7 +19,6 @@ import pytest
 from redis.asyncio import Redis
 
 from swarm import names, submitter
-from swarm.api import ApiLimits
 from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.errors import InfrastructureError, UserError
 from swarm.messages import Envelope, TaskEvent
@@ -295,8 +294,9 @@ def test_each_event_reads_as_one_progress_line(event: str, data: dict[str, Any],
 def short_stream_api(redis_url: str, port: int) -> contextlib.AbstractContextManager[str]:
     """The real API, whose event streams end after 0.3 s (as a step quiet for longer than
     the server's limit sees them end)."""
-    settings = Settings(redis_url=redis_url, vllm_urls=[])
-    return api_server(settings, port, ApiLimits(sse_keepalive_s=0.1, sse_max_s=0.3))
+    settings = Settings(redis_url=redis_url, vllm_urls=[], api_sse_keepalive_s=0.1,
+                        api_sse_max_s=0.3)  # fmt: skip
+    return api_server(settings, port)
 
 
 async def test_a_step_quieter_than_every_reconnect_is_followed_to_its_end(redis: Redis) -> None:
