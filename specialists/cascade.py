@@ -25,11 +25,11 @@ from datetime import datetime
 from typing import Any
 
 from swarm import names
-from swarm.calibration import confidence
 from swarm.connections import RedisClient
 from swarm.dataset import Example
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
 from swarm.messages import EscalationEntry, utcnow
+from swarm.modelclient import confidence
 from swarm.prompting import render_messages
 from swarm.settings import Settings
 from swarm.teacher import Teacher

@@ -39,9 +39,8 @@ from redis.exceptions import RedisError, ResponseError
 from swarm import names, scripts
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient, text
 from swarm.errors import InvalidMessage
-from swarm.messages import Envelope, TaskEvent, envelope, utcnow
+from swarm.messages import TERMINAL_STATES, Envelope, TaskEvent, envelope, utcnow
 from swarm.settings import Settings, get_settings
-from swarm.tasks import TERMINAL_STATES
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-
-def confidence(logprobs: Sequence[float] | None) -> float | None:
-    """Geometric-mean token probability of an answer; None when no logprobs came back."""
-    if not logprobs:
-        return None
-    return math.exp(sum(logprobs) / len(logprobs))
+from swarm.evaluation import answer
 
 
 @dataclass(frozen=True)
@@ -138,8 +133,6 @@ async def calibrate(
     worker does: an answer that fails the check is retried, and one that never passes escalates
     whatever the threshold.
     """
-    from swarm.evaluation import answer
-
     answers = await answer(
         client, model, manifest, examples, concurrency=concurrency, logprobs=True,
         check=check, retries=retries, finish=finish,

@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from swarm.calibration import confidence
 from swarm.dataset import Example
 from swarm.errors import InvalidOutput
-from swarm.modelclient import ModelClient, attempt_temperature
+from swarm.modelclient import ModelClient, attempt_temperature, confidence
 from swarm.prompting import render_messages
 
 Prediction = dict[str, Any] | None

@@ -104,6 +104,8 @@ class StepResult(WireModel):
 
 
 TaskState = Literal["submitted", "working", "completed", "failed", "canceled", "rejected"]
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "canceled", "rejected"})
+"""States a task never leaves."""
 
 
 class TaskEvent(WireModel):

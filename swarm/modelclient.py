@@ -28,7 +28,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -638,3 +638,10 @@ def _detail(response: _Answer) -> str:
     if isinstance(data, dict) and "detail" in data:
         return str(data["detail"])[:300]
     return str(data)[:300]
+
+
+def confidence(logprobs: Sequence[float] | None) -> float | None:
+    """Geometric-mean token probability of an answer; None when no logprobs came back."""
+    if not logprobs:
+        return None
+    return math.exp(sum(logprobs) / len(logprobs))

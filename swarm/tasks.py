@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, 
 from swarm import names, scripts
 from swarm.connections import RedisClient, text
 from swarm.messages import (
+    TERMINAL_STATES,
     Envelope,
     StepResult,
     StepSpec,
@@ -40,7 +41,6 @@ from swarm.messages import (
 if TYPE_CHECKING:
     from swarm.bus import Outgoing
 
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "canceled", "rejected"})
 StepStatus = Literal["pending", "running", "completed", "failed", "canceled", "skipped"]
 EVENT_FIELD = "m"
 MAX_UPDATE_TRIES = 50
