@@ -421,11 +421,10 @@ async def run_orchestrator(settings: Settings) -> None:
     Plans goals with the served base model through :class:`~orchestrator.planner.ModelPlanner`,
     falling back to the manifest rules when the model is unreachable or unhelpful.
     """
-    import signal
-
     from orchestrator.planner import ModelPlanner
     from swarm.basemodel import served_base_name
     from swarm.connections import connect_when_up
+    from swarm.eventloop import run_service
     from swarm.modelclient import ModelClient
 
     redis = await connect_when_up(
@@ -436,14 +435,5 @@ async def run_orchestrator(settings: Settings) -> None:
     client = ModelClient(settings, retries=1, timeout_s=30)
     planner = ModelPlanner(client, served_base_name(settings))
     orchestrator = Orchestrator(redis, settings, planner)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, orchestrator.stop)
     log.info("orchestrator running (planner on %s)", planner.base_model)
-    try:
-        await orchestrator.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await client.aclose()
-        await redis.aclose()
+    await run_service(orchestrator, client, redis)

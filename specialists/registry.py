@@ -620,23 +620,15 @@ class Registry:
 
 async def run_registry(settings: Settings) -> None:
     """``swarm registry``: watch the adapters dir until SIGINT or SIGTERM."""
-    import signal
-
     from swarm.connections import connect_when_up
+    from swarm.eventloop import run_service
 
     redis = await connect_when_up(
         settings.redis_url, "registry", max_connections=settings.redis_max_connections
     )
     client = ModelClient(settings)
     registry = Registry(redis, settings, client)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, registry.stop)
-    try:
-        await registry.run()
-    finally:
-        await client.aclose()
-        await redis.aclose()
+    await run_service(registry, client, redis)
 
 
 __all__ = [

@@ -408,10 +408,9 @@ def _remaining(deadline: datetime | None) -> float | None:
 
 async def run_worker(settings: Settings, specialists: Sequence[str] | None = None) -> None:
     """``swarm worker``: serve step requests until SIGINT or SIGTERM, then drain and exit."""
-    import signal
-
     from swarm.basemodel import served_base_name
     from swarm.connections import connect_when_up
+    from swarm.eventloop import run_service
 
     redis = await connect_when_up(
         settings.redis_url, "worker", max_connections=settings.redis_max_connections
@@ -430,13 +429,4 @@ async def run_worker(settings: Settings, specialists: Sequence[str] | None = Non
         base_model=served_base_name(settings),
         cascade=Cascade(redis, settings, teacher),
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
-    try:
-        await worker.run()
-    finally:
-        await client.aclose()
-        if teacher is not None:
-            await teacher.aclose()
-        await redis.aclose()
+    await run_service(worker, client, teacher, redis)
