@@ -4,15 +4,16 @@
 
 * :mod:`orchestrator.planner`: which specialists a goal needs (:class:`ModelPlanner`, falling
   back to :class:`RulePlanner`);
-* :mod:`orchestrator.handoff`: each specialist's input, built from the task input and earlier
-  outputs, and checked against its input schema;
+* :mod:`swarm.handoff` (in the kernel, as the API checks inputs with it too): each
+  specialist's input, built from the task input and earlier outputs, and checked against its
+  input schema;
 * :mod:`orchestrator.runner`: the :class:`Orchestrator` that consumes submissions and results,
   dispatches ready steps, and enforces deadlines and cancellation.
 """
 
-from orchestrator.handoff import build_input, input_problem, missing_input_fields
 from orchestrator.planner import ChatModel, ModelPlanner, Planner, RulePlanner, chain
 from orchestrator.runner import Orchestrator, run_orchestrator
+from swarm.handoff import build_input, input_problem, missing_input_fields
 
 __all__ = [
     "ChatModel",

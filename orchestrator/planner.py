@@ -20,9 +20,9 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from orchestrator.handoff import plan_input_problems
 from swarm.catalog import SpecialistRecord
 from swarm.errors import InvalidPlan, SwarmError
+from swarm.handoff import plan_input_problems
 from swarm.messages import StepSpec
 from swarm.plans import MAX_STEPS
 from swarm.schemas import schema_problem

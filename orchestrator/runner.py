@@ -30,13 +30,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from orchestrator.handoff import build_input, input_problem
 from orchestrator.planner import Planner
 from swarm import names
 from swarm.bus import Bus, Consumer, Delivery, Outgoing, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.errors import UserError
+from swarm.handoff import build_input, input_problem
 from swarm.logs import task_context
 from swarm.messages import (
     Cancel,

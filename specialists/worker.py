@@ -39,6 +39,7 @@ from swarm.errors import (
     UnknownSpecialist,
     UserError,
 )
+from swarm.handoff import as_input
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
 from swarm.modelclient import OUTPUT_RETRIES, ModelClient, attempt_temperature
@@ -251,7 +252,7 @@ class Worker:
     async def _run_step(self, record: SpecialistRecord, request: StepRequest) -> StepOutcome:
         manifest = record.manifest or {}
         decoding = dict(manifest.get("decoding") or {})
-        step_input = request.input or _as_input(request.task_input)
+        step_input = request.input or as_input(request.task_input)
         messages = render_messages(manifest, step_input)
         model = record.lora_name or self.base_model
         policy = Policy.of(manifest)
@@ -340,7 +341,7 @@ class Worker:
                     "so the step was not escalated"
                 )
             return outcome
-        step_input = request.input or _as_input(request.task_input)
+        step_input = request.input or as_input(request.task_input)
         with span("teacher.escalate", {"swarm.escalation_reason": reason}):
             answer = await self._escalate(record, request, step_input, reason, outcome, task_id)
         outcome.cost_usd += answer.cost_usd
@@ -390,10 +391,6 @@ class Worker:
             student_output=outcome.output,
             check=functools.partial(self._check, record),
         )
-
-
-def _as_input(task_input: str | dict[str, Any]) -> dict[str, Any]:
-    return {"text": task_input} if isinstance(task_input, str) else dict(task_input)
 
 
 def _past(deadline: datetime | None) -> bool:

@@ -7,8 +7,8 @@ from typing import Any
 
 from swarm.catalog import SpecialistRecord
 from swarm.errors import InvalidPlan, UnknownSpecialist
+from swarm.handoff import build_input, input_problem
 from swarm.messages import StepSpec
-from swarm.schemas import schema_problem
 
 MAX_STEPS = 16
 
@@ -92,22 +92,15 @@ def first_step_input_problems(
     task_input: str | dict[str, Any],
     catalog: Mapping[str, SpecialistRecord],
 ) -> list[str]:
-    """For steps that start from the task input alone, what their input schema misses."""
-    fields = {"text": task_input} if isinstance(task_input, str) else dict(task_input)
+    """For steps that start from the task input alone, what their input schema misses: the
+    orchestrator's own check (:func:`swarm.handoff.input_problem`), made before anything is
+    stored."""
     problems = []
     for step in steps:
         if step.depends_on:
             continue
-        schema = catalog[step.specialist].input_schema
-        missing = [name for name in schema.get("required") or [] if name not in fields]
-        if missing:
-            problems.append(
-                f"step {step.id!r} ({step.specialist}) needs input field(s) {', '.join(missing)}"
-            )
-            continue
-        wanted = set((schema.get("properties") or {}).keys())
-        given = {k: v for k, v in fields.items() if not wanted or k in wanted}
-        problem = schema_problem(schema, given, root="input")
+        target = catalog[step.specialist]
+        problem = input_problem(step.id, target, build_input(task_input, target))
         if problem is not None:
-            problems.append(f"step {step.id!r} ({step.specialist}) input {problem}")
+            problems.append(problem)
     return problems

@@ -30,14 +30,3 @@ def test_the_orchestrator_never_imports_the_specialists_package() -> None:
                 continue
             offenders += [f"{path.name}: {m}" for m in modules if m.split(".")[0] == "specialists"]
     assert offenders == []
-
-
-def test_the_handoff_depends_only_on_the_kernel() -> None:
-    """So it can move into swarm/ verbatim, for the API to check inputs before accepting."""
-    source = Path(orchestrator.__file__).with_name("handoff.py").read_text()
-    imported = {
-        (node.module or "").split(".")[0]
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.ImportFrom)
-    }
-    assert "orchestrator" not in imported

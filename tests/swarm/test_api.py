@@ -189,12 +189,13 @@ PAST = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
         (
             {"input": "x", "plan": ["sql"]},
             "invalid-input",
-            "step 's1' (sql) needs input field(s) question, schema",
+            "step 's1' (sql) needs input fields 'question' and 'schema'; add them to the task "
+            "input",
         ),
         (
             {"input": {"text": 5}, "plan": ["pii"]},
             "invalid-input",
-            "input at text: 5 is not of type 'string'",
+            "input does not match its schema at text: 5 is not of type 'string'",
         ),
         ({"plan": ["pii"]}, "invalid-request", "input: Field required"),
         ({"input": 5, "plan": ["pii"]}, "invalid-request", "input: must be a string or a JSON"),

@@ -11,8 +11,9 @@ schema before any model sees it.
 Manifest fields read here (from ``SpecialistRecord.manifest``, with ``.get``):
 ``input_schema``, ``output_schema`` and the optional ``handoff``.
 
-This module imports only ``swarm/`` so that the API, which may not import the orchestrator, could
-take :func:`missing_input_fields` over verbatim.
+It is the one place a step's input is normalised (:func:`as_input`) and checked
+(:func:`input_problem`): the API checks a plan's first steps with it, the planner and the
+orchestrator every step, and the worker reads its input through it.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.handoff import (
+from swarm.catalog import SpecialistRecord
+from swarm.handoff import (
     build_input,
     input_problem,
     missing_input_fields,
     plan_input_problems,
 )
-from swarm.catalog import SpecialistRecord
 from swarm.messages import StepSpec
 
 TEXT_IN = {"type": "object", "properties": {"text": {"type": "string", "minLength": 1}}}
