@@ -6,15 +6,15 @@ two halves measured in the same run:
 1. calibration half: the student (the distilled adapter in ``adapters/<name>``, on vLLM)
    answers with token logprobs, as the worker would: an answer failing the specialist's checks
    is retried, and one that never passes escalates at any threshold (``--no-checks`` takes the
-   first schema-valid answer instead); :mod:`swarm.calibration` picks the confidence threshold
-   that keeps quality >= ``--target`` x teacher quality with the least escalation;
+   first schema-valid answer instead); :mod:`swarm.distill.calibration` picks the confidence
+   threshold that keeps quality >= ``--target`` x teacher quality with the least escalation;
 2. test half: student only, teacher only, and the cascade with that threshold, each scored with
    the specialist's metric and priced: local tokens at the GPU-hour price and measured
    throughput (SWARM_LOCAL_*), teacher tokens at the teacher price table (SWARM_TEACHER_*).
 
 No frontier API is reachable here, so the teacher is a local OpenAI-compatible server that
 answers with the reference labels (a perfect teacher, reached over real HTTP through
-:class:`swarm.teacher.Teacher`), billing prompt and completion tokens counted with the base
+:class:`swarm.distill.teacher.Teacher`), billing prompt and completion tokens counted with the base
 model's tokenizer. Its quality is therefore 1.0 by construction; the cascade's figures are
 relative to it.
 
@@ -41,16 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from specialists.distillation import find_specialist
 from specialists.manifest import load_manifest
-from swarm.basemodel import resolve_base_model
-from swarm.calibration import choose, sweep
-from swarm.costs import local_cost_usd
-from swarm.dataset import Example, read_examples
-from swarm.distill import model_server
-from swarm.evaluation import answer
-from swarm.modelclient import OUTPUT_RETRIES, ModelClient
-from swarm.prompting import render_messages
+from swarm.distill.calibration import choose, sweep
+from swarm.distill.dataset import Example, read_examples
+from swarm.distill.evaluation import answer
+from swarm.distill.pipeline import model_server
+from swarm.distill.teacher import Prices, Teacher
+from swarm.serving.basemodel import resolve_base_model
+from swarm.serving.costs import local_cost_usd
+from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient
+from swarm.serving.prompting import render_messages
 from swarm.settings import Settings, get_settings
-from swarm.teacher import Prices, Teacher
 
 from conftest import free_port
 from openaistub import openai_stub

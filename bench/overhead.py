@@ -430,7 +430,7 @@ async def main() -> None:
 
 async def run_on_vllm(redis_url: str) -> dict[str, Any]:
     """A few tasks on the real default model (schema-checked copies, so they complete)."""
-    from swarm.modelserver import ModelServer
+    from swarm.serving.modelserver import ModelServer
     from swarm.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,8 +6,8 @@ server's memory (RSS of the vLLM process tree) with the base alone and with 3 ad
 against 3 merged models (3 servers of the base's size).
 
 On a CPU, the same two phases run again on a second server with vLLM's own LoRA ops instead of
-swarm's grouped ones (``SWARM_GROUPED_CPU_LORA``, see ``swarm/cpulora.py``): the baseline for
-what the grouped ops gain.
+swarm's grouped ones (``SWARM_GROUPED_CPU_LORA``, see ``swarm/serving/cpulora.py``): the
+baseline for what the grouped ops gain.
 
 Usage: python bench/serving.py [--requests 24] [--concurrency 4] [--max-tokens 32]
                                [--prompt-words 0]
@@ -31,8 +31,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from swarm.basemodel import prepare_default_model, served_base_name
-from swarm.modelserver import ModelServer, detect_device
+from swarm.serving.basemodel import prepare_default_model, served_base_name
+from swarm.serving.modelserver import ModelServer, detect_device
 from swarm.settings import Settings
 
 from adapterfactory import make_lora

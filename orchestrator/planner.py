@@ -74,7 +74,8 @@ class Completion(Protocol):
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """A model client that can answer under a JSON schema (``swarm.modelclient.ModelClient``)."""
+    """A model client that can answer under a JSON schema
+    (``swarm.serving.modelclient.ModelClient``)."""
 
     async def chat(
         self,

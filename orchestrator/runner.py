@@ -422,10 +422,10 @@ async def run_orchestrator(settings: Settings) -> None:
     falling back to the manifest rules when the model is unreachable or unhelpful.
     """
     from orchestrator.planner import ModelPlanner
-    from swarm.basemodel import served_base_name
     from swarm.connections import connect_when_up
     from swarm.eventloop import run_service
-    from swarm.modelclient import ModelClient
+    from swarm.serving.basemodel import served_base_name
+    from swarm.serving.modelclient import ModelClient
 
     redis = await connect_when_up(
         settings.redis_url, "orchestrator", max_connections=settings.redis_max_connections

@@ -26,13 +26,13 @@ from typing import Any
 
 from swarm import names
 from swarm.connections import RedisClient
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
+from swarm.distill.teacher import Teacher
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
 from swarm.messages import EscalationEntry, utcnow
-from swarm.modelclient import confidence
-from swarm.prompting import render_messages
+from swarm.serving.modelclient import confidence
+from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
-from swarm.teacher import Teacher
 
 __all__ = ["Cascade", "Escalated", "Policy", "confidence", "read_escalations"]
 

@@ -86,8 +86,8 @@ def distill(
     Every stage is cached in the run dir, so a re-run resumes and never pays the teacher twice.
     """
     from specialists.distillation import find_specialist
-    from swarm.distill import DistillOptions, Pipeline
-    from swarm.training import TrainConfig
+    from swarm.distill.pipeline import DistillOptions, Pipeline
+    from swarm.distill.training import TrainConfig
 
     settings = get_settings()
     logging.basicConfig(level="WARNING", stream=sys.stderr)
@@ -165,10 +165,15 @@ def evaluate(
 
     from specialists.distillation import find_specialist
     from specialists.manifest import MANIFEST_FILE, load_manifest
-    from swarm.basemodel import served_base_name
-    from swarm.dataset import read_examples
-    from swarm.distill import add_eval_set, evaluate_models, model_server, write_eval_report
-    from swarm.evaluation import markdown_table
+    from swarm.distill.dataset import read_examples
+    from swarm.distill.evaluation import markdown_table
+    from swarm.distill.pipeline import (
+        add_eval_set,
+        evaluate_models,
+        model_server,
+        write_eval_report,
+    )
+    from swarm.serving.basemodel import served_base_name
 
     if (adapter is None) == (not base):
         raise ConfigurationError("give exactly one of --adapter PATH or --base")
@@ -239,12 +244,12 @@ def calibrate(
 
     from specialists.distillation import find_specialist
     from specialists.manifest import MANIFEST_FILE, load_manifest
-    from swarm.basemodel import served_base_name
-    from swarm.calibration import calibrate as sweep_threshold
-    from swarm.calibration import plot, report, table
-    from swarm.dataset import read_examples
-    from swarm.distill import model_server
-    from swarm.modelclient import OUTPUT_RETRIES, ModelClient
+    from swarm.distill.calibration import calibrate as sweep_threshold
+    from swarm.distill.calibration import plot, report, table
+    from swarm.distill.dataset import read_examples
+    from swarm.distill.pipeline import model_server
+    from swarm.serving.basemodel import served_base_name
+    from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient
 
     settings = get_settings()
     spec = find_specialist(specialist, settings)
@@ -320,7 +325,7 @@ def escalations(
     """Export a specialist's kept escalations (input + teacher output) as labelled JSONL."""
     import json
 
-    from swarm.dataset import write_examples
+    from swarm.distill.dataset import write_examples
 
     settings = get_settings()
     examples = asyncio.run(_escalations(settings, specialist))
@@ -362,7 +367,7 @@ def corpus(
     import random
 
     from specialists.builtin.corpora import Source, load
-    from swarm.dataset import write_examples
+    from swarm.distill.dataset import write_examples
 
     sample = None if limit is None else limit + skip
     heldout = split != "train"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from specialists.builtin import BUILTINS, entitydata, piidata, sqldata
 from specialists.builtin.scoring import entity_scores, pii_scores, sql_scores
 from specialists.manifest import MANIFEST_FILE, load_manifest
-from swarm.distill import Specialist
+from swarm.distill.evaluation import exact_match
+from swarm.distill.pipeline import Specialist
 from swarm.errors import UnknownSpecialist
-from swarm.evaluation import exact_match
 from swarm.settings import Settings
 
 TRAINABLE = {

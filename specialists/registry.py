@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from specialists.manifest import NAME_PATTERN, Manifest, load_manifest
-from swarm.basemodel import base_model_aliases, resolve_base_model, served_base_name
 from swarm.catalog import (
     SpecialistRecord,
     get_specialist,
@@ -47,7 +46,8 @@ from swarm.catalog import (
 )
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.errors import ConfigurationError, InfrastructureError, InvalidAdapter, SwarmError
-from swarm.modelclient import ModelClient
+from swarm.serving.basemodel import base_model_aliases, resolve_base_model, served_base_name
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 
 log = logging.getLogger(__name__)

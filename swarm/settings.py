@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     max_model_len: int = Field(2048, description="vLLM --max-model-len.")
     grouped_cpu_lora: bool = Field(
         True,
-        description="On CPU, apply LoRA with one matmul per adapter (swarm.cpulora) instead of "
-        "vLLM's per-token weight copies.",
+        description="On CPU, apply LoRA with one matmul per adapter (swarm.serving.cpulora) "
+        "instead of vLLM's per-token weight copies.",
     )
 
     # Model client

@@ -28,7 +28,7 @@ import redis
 
 from swarm.connections import CLUSTER_SCHEMES, shown
 from swarm.errors import ConfigurationError, RedisUnavailable, SwarmError
-from swarm.modelserver import ModelServer
+from swarm.serving.modelserver import ModelServer
 from swarm.settings import Settings
 
 ROLES = ("registry", "orchestrator", "worker", "api")
@@ -97,7 +97,7 @@ def check_ports(settings: Settings) -> None:
             f"SWARM_VLLM_PORT and SWARM_API_PORT are both {settings.api_port}; give them "
             "different ports"
         )
-    from swarm.api import anonymous_problem
+    from swarm.http.app import anonymous_problem
 
     problem = anonymous_problem(settings)
     if problem is not None:
@@ -362,7 +362,13 @@ def _tolerant(echo: Callable[[str], None]) -> Callable[[str], None]:
 
 def _base_model(settings: Settings, echo: Callable[[str], None]) -> str:
     """The model vLLM loads, preparing a packaged base first (with progress) if needed."""
-    from swarm.basemodel import base_dir, is_prepared, packaged, prepare_base, resolve_base_model
+    from swarm.serving.basemodel import (
+        base_dir,
+        is_prepared,
+        packaged,
+        prepare_base,
+        resolve_base_model,
+    )
 
     base = packaged(settings)
     if base is not None and not is_prepared(base_dir(settings, base)):

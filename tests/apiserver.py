@@ -13,8 +13,8 @@ from starlette.types import ASGIApp
 
 from specialists.builtin import BUILTINS
 from specialists.manifest import Manifest
-from swarm.api import create_app
 from swarm.catalog import SpecialistRecord, put_specialist
+from swarm.http.app import create_app
 from swarm.settings import Settings
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm.basemodel import prepare_default_model, served_base_name
-from swarm.modelserver import ModelServer
+from swarm.serving.basemodel import prepare_default_model, served_base_name
+from swarm.serving.modelserver import ModelServer
 from swarm.settings import Settings
 
 from ports import free_port

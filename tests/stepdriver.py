@@ -11,10 +11,10 @@ from specialists.cascade import Cascade
 from specialists.worker import Worker
 from swarm import names
 from swarm.bus import PAYLOAD_FIELD, Bus
+from swarm.distill.teacher import LabelCache, Teacher, cache_path
 from swarm.messages import Envelope, StepRequest, StepResult, StepSpec, envelope
-from swarm.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
-from swarm.teacher import LabelCache, Teacher, cache_path
 
 
 async def run_step(

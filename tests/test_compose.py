@@ -22,8 +22,8 @@ import pytest
 import typer
 import yaml
 
-from swarm.basemodel import default_model_dir
-from swarm.modelserver import server_command, server_environment
+from swarm.serving.basemodel import default_model_dir
+from swarm.serving.modelserver import server_command, server_environment
 from swarm.settings import Settings
 
 ROOT = Path(__file__).parents[1]

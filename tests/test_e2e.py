@@ -28,7 +28,7 @@ from orchestrator.runner import Orchestrator
 from specialists.builtin import BUILTINS
 from specialists.registry import Registry
 from specialists.worker import Worker
-from swarm.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 from swarm.tasks import TaskStore
 

@@ -23,7 +23,7 @@ from specialists.worker import Worker
 from swarm import names
 from swarm.bus import PAYLOAD_FIELD
 from swarm.messages import Envelope, StepResult, TaskEvent
-from swarm.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 from swarm.tracing import setup_tracing
 

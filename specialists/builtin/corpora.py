@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specialists.builtin.ddl import compact_schema
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 from swarm.errors import InvalidData
 
 if TYPE_CHECKING:

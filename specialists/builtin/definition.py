@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, TypeGuard
 
-from swarm.evaluation import Check, Finish
+from swarm.distill.evaluation import Check, Finish
 
 TEXT_INPUT: dict[str, Any] = {
     "type": "object",

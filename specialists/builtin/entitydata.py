@@ -13,7 +13,7 @@ from collections.abc import Callable
 from faker import Faker
 
 from specialists.builtin.fakers import seeded_fakers
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 
 TRAIN_LOCALES = (
     "en_US",

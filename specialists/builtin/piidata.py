@@ -17,7 +17,7 @@ from faker import Faker
 
 from specialists.builtin.fakers import seeded_fakers
 from specialists.builtin.pii import PII_TYPES
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 
 TRAIN_LOCALES = ("en_US", "en_GB", "de_DE", "es_ES")
 HELDOUT_LOCALES = ("fr_FR", "it_IT", "nl_NL", "en_AU", "en_IE", "pt_BR")

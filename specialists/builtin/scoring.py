@@ -20,7 +20,7 @@ from typing import Any
 from specialists.builtin.ddl import InvalidSchema, authorize, schema_database
 from specialists.builtin.sql import check_sql, limit_steps
 from specialists.builtin.sqldata import build_database
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 
 Prediction = dict[str, Any] | None
 

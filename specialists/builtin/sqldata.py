@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specialists.builtin.ddl import schema_database
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 
 ROWS = 12
 

@@ -19,7 +19,7 @@ from specialists.worker import Worker
 from swarm import names
 from swarm.bus import Bus
 from swarm.messages import StepSpec, TaskSubmitted, envelope, new_id, utcnow
-from swarm.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 from swarm.tasks import StepRecord, TaskRecord, TaskStore
 

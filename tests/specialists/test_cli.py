@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from specialists.builtin import sqldata
-from swarm.dataset import write_examples
+from swarm.distill.dataset import write_examples
 
 from conftest import TEST_HOME, VllmServer
 

@@ -20,10 +20,10 @@ from specialists.distillation import find_specialist
 from specialists.manifest import load_manifest
 from specialists.registry import safetensors_header, validate_adapter_folder
 from swarm import names
-from swarm.basemodel import UPSTREAM_ID
 from swarm.connections import connect
-from swarm.dataset import Example, read_examples, write_examples
-from swarm.distill import (
+from swarm.distill.dataset import Example, read_examples, write_examples
+from swarm.distill.evaluation import EvalReport
+from swarm.distill.pipeline import (
     DistillOptions,
     Pipeline,
     add_eval_set,
@@ -31,10 +31,10 @@ from swarm.distill import (
     eval_document,
     eval_markdown,
 )
+from swarm.distill.training import TrainConfig
 from swarm.errors import ConfigurationError, UnknownSpecialist
-from swarm.evaluation import EvalReport
+from swarm.serving.basemodel import UPSTREAM_ID
 from swarm.settings import Settings
-from swarm.training import TrainConfig
 
 from conftest import VllmServer, free_port
 from openaistub import completion, openai_stub

@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file
 
 from specialists.registry import Registry, validate_adapter_folder
 from swarm import names
-from swarm.basemodel import served_base_name
 from swarm.catalog import get_specialist, list_specialists
 from swarm.errors import InvalidAdapter
-from swarm.modelclient import ModelClient
+from swarm.serving.basemodel import served_base_name
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 
 from adapterfactory import builtin_manifest, make_lora, write_manifest

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from specialists.builtin.scoring import entity_scores, pii_scores, sql_scores
-from swarm.dataset import Example
-from swarm.evaluation import exact_match
+from swarm.distill.dataset import Example
+from swarm.distill.evaluation import exact_match
 
 TEXT = "Mail Ann Lee at ann@x.io or call 555-0100."
 GOLD_PII = Example(
@@ -126,7 +126,7 @@ def test_exact_match_ignores_key_order() -> None:
 
 def test_a_bootstrap_interval_runs_each_sql_pair_once() -> None:
     from specialists.builtin import scoring
-    from swarm.evaluation import bootstrap_interval
+    from swarm.distill.evaluation import bootstrap_interval
 
     examples = [sql_example("SELECT COUNT(*) FROM t WHERE city = 'Oslo'"),
                 sql_example("SELECT city FROM t WHERE n > 4")]  # fmt: skip

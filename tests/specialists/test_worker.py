@@ -16,7 +16,7 @@ from specialists.worker import Worker
 from swarm import names
 from swarm.bus import PAYLOAD_FIELD, Bus
 from swarm.messages import Envelope, StepRequest, StepResult, StepSpec, envelope
-from swarm.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 
 from adapterfactory import register_builtins

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from swarm import names
-from swarm.api import create_app
 from swarm.catalog import SpecialistRecord, put_specialist
+from swarm.http.app import create_app
 from swarm.messages import Cancel, Envelope, TaskEvent, TaskSubmitted, TokenUsage
 from swarm.settings import Settings
 from swarm.tasks import TaskRecord, TaskStore
@@ -821,7 +821,7 @@ async def test_a_stream_that_finds_the_task_ended_sends_the_events_it_missed_fir
 ) -> None:
     """The window between an empty XREAD and reading the task's state: events logged with the
     final state in that window are sent, with their ids, not replaced by a summary."""
-    from swarm.eventstream import final_event
+    from swarm.http.eventstream import final_event
 
     store = TaskStore(redis)
     await store.create(TaskRecord(id="t5", input="x"))
@@ -856,7 +856,7 @@ async def test_a_stream_that_finds_the_task_ended_sends_the_events_it_missed_fir
 def test_the_api_serves_anonymously_only_on_loopback_or_when_told_to(
     host: str, keys: list[str], anonymous: bool, refused: bool
 ) -> None:
-    from swarm.api import anonymous_problem
+    from swarm.http.app import anonymous_problem
 
     settings = Settings(api_host=host, api_keys=keys, api_allow_anonymous=anonymous)  # type: ignore[arg-type]
     assert (anonymous_problem(settings) is not None) == refused

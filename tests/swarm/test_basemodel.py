@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from swarm.basemodel import (
+from swarm.errors import ConfigurationError
+from swarm.serving.basemodel import (
     READY_MARKER,
     base_model_aliases,
     prepare_default_model,
     resolve_base_model,
     served_base_name,
 )
-from swarm.errors import ConfigurationError
 from swarm.settings import Settings
 
 

@@ -130,4 +130,4 @@ def test_install_replaces_vllms_cpu_ops_once_and_register_is_an_entry_point() ->
     from importlib.metadata import entry_points
 
     plugins = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
-    assert plugins.get("swarm_grouped_cpu_lora") == "swarm.cpulora:register"
+    assert plugins.get("swarm_grouped_cpu_lora") == "swarm.serving.cpulora:register"

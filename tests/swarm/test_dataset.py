@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm.dataset import Example, read_examples, split_examples, write_examples
+from swarm.distill.dataset import Example, read_examples, split_examples, write_examples
 from swarm.errors import InvalidData
 
 

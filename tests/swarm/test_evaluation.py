@@ -6,10 +6,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from swarm.calibration import calibrate
-from swarm.dataset import Example
-from swarm.evaluation import answer, evaluate, exact_match
-from swarm.modelclient import RETRY_TEMPERATURE, ModelClient
+from swarm.distill.calibration import calibrate
+from swarm.distill.dataset import Example
+from swarm.distill.evaluation import answer, evaluate, exact_match
+from swarm.serving.modelclient import RETRY_TEMPERATURE, ModelClient
 from swarm.settings import Settings
 
 from conftest import free_port

@@ -23,7 +23,7 @@ from swarm.errors import (
     UnknownSpecialist,
     UserError,
 )
-from swarm.modelclient import ModelClient, parse_json_output
+from swarm.serving.modelclient import ModelClient, parse_json_output
 from swarm.settings import Settings
 
 from conftest import VllmServer, free_port

@@ -9,9 +9,9 @@ import httpx
 import jsonschema
 import pytest
 
-from swarm.basemodel import resolve_base_model
 from swarm.errors import ModelServerStartError
-from swarm.modelserver import ModelServer, likely_cause, server_command, server_environment
+from swarm.serving.basemodel import resolve_base_model
+from swarm.serving.modelserver import ModelServer, likely_cause, server_command, server_environment
 from swarm.settings import Settings
 
 from adapterfactory import make_lora

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from swarm.api import create_app
+from swarm.http.app import create_app
 from swarm.settings import Settings
 
 from adapterfactory import register_builtins

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from swarm.distill.teacher import LabelCache, Prices, Teacher
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
 from swarm.settings import Settings
-from swarm.teacher import LabelCache, Prices, Teacher
 
 from conftest import free_port
 from openaistub import completion, openai_stub

@@ -4,9 +4,9 @@ A submitted task is checked (plan, specialists, the first steps' input) and stor
 202 goes out, then handed to the orchestrators over Redis Streams, so nothing accepted is lost.
 Every event of a task carries the Redis stream entry id as its SSE id: a client that reconnects
 with ``Last-Event-ID`` gets exactly the events it missed, then the live ones (the stream itself
-is :mod:`swarm.eventstream`).
+is :mod:`swarm.http.eventstream`).
 
-Errors become problem details (:mod:`swarm.problems`); series are in :mod:`swarm.metrics`.
+Errors become problem details (:mod:`swarm.http.problems`); series are in :mod:`swarm.metrics`.
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ from pydantic import (
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from swarm import agentcard, eventstream, metrics, names, plans, problems
+from swarm import metrics, names, plans
 from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistOut, SpecialistRecord
 from swarm.connections import RedisClient, connect, redis_client, shown, text
 from swarm.errors import ConfigurationError, RedisUnavailable, UnknownSpecialist, UserError
+from swarm.http import agentcard, eventstream, problems
+from swarm.http.problems import Problem
+from swarm.http.ui import Dashboard
 from swarm.messages import (
     Cancel,
     StepSpec,
@@ -55,7 +58,6 @@ from swarm.messages import (
     new_id,
     utcnow,
 )
-from swarm.problems import Problem
 from swarm.settings import Settings, get_settings
 from swarm.tasks import (
     StepRecord,
@@ -65,7 +67,6 @@ from swarm.tasks import (
     TaskStore,
 )
 from swarm.tracing import current_traceparent, span
-from swarm.ui import Dashboard
 
 log = logging.getLogger(__name__)
 

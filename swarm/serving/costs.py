@@ -9,8 +9,8 @@ between tokenizers; this is an estimate and is labelled as one).
 
 from __future__ import annotations
 
+from swarm.distill.teacher import Prices
 from swarm.settings import Settings
-from swarm.teacher import Prices
 
 
 def teacher_prices(settings: Settings) -> Prices:

@@ -12,7 +12,7 @@ cache, shared by all runs).
 2. labels      the teacher (any OpenAI-compatible endpoint), or ``reference``: the generator's
                exact gold labels
 3. split       train / validation (/ test, when no held-out set was generated)
-4. train       LoRA with peft (:mod:`swarm.training`)
+4. train       LoRA with peft (:mod:`swarm.distill.training`)
 5. evaluate    student, base zero-shot and base few-shot on the test set, through vLLM
 6. package     ``adapters/<name>/``: weights, manifest (version bumped), training config,
                ``eval.json`` and ``eval.md``
@@ -34,16 +34,16 @@ from typing import Any
 
 import yaml
 
-from swarm.basemodel import packaged, resolve_base_model, served_base_name
-from swarm.dataset import Example, read_examples, split_examples, write_examples
+from swarm.distill.dataset import Example, read_examples, split_examples, write_examples
+from swarm.distill.evaluation import Check, EvalReport, Finish, Scorer, evaluate, markdown_table
+from swarm.distill.teacher import LabelCache, Teacher, cache_path
+from swarm.distill.training import TrainConfig, TrainResult, train_lora
 from swarm.errors import ConfigurationError, InvalidData
-from swarm.evaluation import Check, EvalReport, Finish, Scorer, evaluate, markdown_table
-from swarm.modelclient import ModelClient
-from swarm.modelserver import ModelServer
-from swarm.prompting import render_messages
+from swarm.serving.basemodel import packaged, resolve_base_model, served_base_name
+from swarm.serving.modelclient import ModelClient
+from swarm.serving.modelserver import ModelServer
+from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
-from swarm.teacher import LabelCache, Teacher, cache_path
-from swarm.training import TrainConfig, TrainResult, train_lora
 
 Generator = Callable[..., list[Example]]
 """``generate(n, *, seed, heldout)``: synthetic examples with exact gold outputs."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-log = logging.getLogger("vllm.swarm.cpulora")
+log = logging.getLogger("vllm.swarm.serving.cpulora")
 """Under vLLM's logger, whose handler writes to the server's log; ours has none there."""
 
 REPLACED = (
@@ -209,7 +209,10 @@ def install() -> bool:
     for name, expected in _PARAMETERS.items():
         function = theirs[name]
         if function is None or tuple(inspect.signature(function).parameters) != expected:
-            log.warning("vLLM's %s is not the one swarm.cpulora replaces; left as it is", name)
+            log.warning(
+                "vLLM's %s is not the one swarm.serving.cpulora replaces; left as it is",
+                name,
+            )
             return False
     if any(getattr(punica_cpu, name, None) is not theirs[name] for name in REPLACED):
         log.warning("vLLM's CPU punica wrapper uses other LoRA ops; left as it is")
@@ -227,4 +230,4 @@ def register() -> None:
     except ImportError:
         return
     if current_platform.is_cpu() and install():
-        log.info("swarm: LoRA on CPU runs one matmul per adapter (swarm.cpulora)")
+        log.info("swarm: LoRA on CPU runs one matmul per adapter (swarm.serving.cpulora)")

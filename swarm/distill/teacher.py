@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
-from swarm.modelclient import parse_json_output
+from swarm.serving.modelclient import parse_json_output
 from swarm.settings import Settings
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 from swarm.errors import ConfigurationError, InvalidData
-from swarm.prompting import render_messages
+from swarm.serving.prompting import render_messages
 
 MAX_RANK = 64
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from swarm.evaluation import answer
+from swarm.distill.evaluation import answer
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from swarm.dataset import Example
+from swarm.distill.dataset import Example
 from swarm.errors import InvalidOutput
-from swarm.modelclient import ModelClient, attempt_temperature, confidence
-from swarm.prompting import render_messages
+from swarm.serving.modelclient import ModelClient, attempt_temperature, confidence
+from swarm.serving.prompting import render_messages
 
 Prediction = dict[str, Any] | None
 Scorer = Callable[[Sequence[Example], Sequence[Prediction]], dict[str, Any]]

@@ -26,15 +26,15 @@ from types import TracebackType
 
 import httpx
 
-from swarm.basemodel import resolve_base_model, served_base_name
 from swarm.errors import ConfigurationError, ModelServerStartError
+from swarm.serving.basemodel import resolve_base_model, served_base_name
 from swarm.settings import Settings
 
 LOG_TAIL_LINES = 20
 RESOLVER_PLUGIN = "lora_filesystem_resolver"
 """vLLM's entry point that serves ``model=<name>`` from ``$VLLM_LORA_RESOLVER_CACHE_DIR/<name>``."""
 GROUPED_LORA_PLUGIN = "swarm_grouped_cpu_lora"
-"""Ours (:mod:`swarm.cpulora`): LoRA on CPU as one matmul per adapter."""
+"""Ours (:mod:`swarm.serving.cpulora`): LoRA on CPU as one matmul per adapter."""
 CPU_KVCACHE_GIB = "1"
 """vLLM on CPU reserves this much RAM for the KV cache (it defaults to 4 GiB or more)."""
 

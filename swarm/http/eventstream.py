@@ -3,7 +3,7 @@
 Every event of a task is an entry of its Redis stream (``names.task_events_stream``), and the
 entry id is the SSE ``id:``. A client that reconnects with ``Last-Event-ID`` therefore gets
 exactly the events it missed, then the live ones, and the stream closes after the task's
-terminal state event. The HTTP route that serves it lives in :mod:`swarm.api`.
+terminal state event. The HTTP route that serves it lives in :mod:`swarm.http.app`.
 """
 
 from __future__ import annotations
