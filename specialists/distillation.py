@@ -7,8 +7,13 @@ distilled from a JSONL of inputs labelled by the teacher, and scored by exact ma
 
 from __future__ import annotations
 
-from specialists.builtin import BUILTINS, entitydata, piidata, sqldata
-from specialists.builtin.scoring import entity_scores, pii_scores, sql_scores
+from specialists.builtin import BUILTINS
+from specialists.builtin.entities import data as entitydata
+from specialists.builtin.entities.scoring import entity_scores
+from specialists.builtin.pii import data as piidata
+from specialists.builtin.pii.scoring import pii_scores
+from specialists.builtin.sql import data as sqldata
+from specialists.builtin.sql.scoring import sql_scores
 from specialists.manifest import MANIFEST_FILE, load_manifest
 from swarm.distill.evaluation import exact_match
 from swarm.distill.pipeline import Specialist

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specialists.builtin.ddl import compact_schema
+from specialists.builtin.sql.ddl import compact_schema
 from swarm.distill.dataset import Example
 from swarm.errors import InvalidData
 
@@ -187,7 +187,7 @@ def pii_example(
     sentences (:data:`PII_PLACED_SHARE`), one made-up value placed after a person's name or at
     the end, introduced by a lead (``..., tel. +44 20 7946 0958.``). ``heldout`` draws values in
     the evaluation formats and locales of :mod:`piidata`, never the training ones."""
-    from specialists.builtin import piidata
+    from specialists.builtin.pii import data as piidata
 
     text, entities = tagged_entities(sentence, types)
     found: list[tuple[int, int, str]] = []
@@ -233,8 +233,8 @@ def load_pii(
     """The sentences of a token-per-line NER file as pii examples (:func:`pii_example`); with
     ``limit``, a seeded sample of that many. Values are drawn from seeded Faker locales:
     :mod:`piidata`'s training locales, or its held-out ones with ``heldout``."""
-    from specialists.builtin import piidata
     from specialists.builtin.fakers import seeded_fakers
+    from specialists.builtin.pii import data as piidata
 
     with path.open(encoding="utf-8") as lines:
         sentences = list(read_tagged(lines))

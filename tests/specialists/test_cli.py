@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from specialists.builtin import sqldata
+from specialists.builtin.sql import data as sqldata
 from swarm.distill.dataset import write_examples
 
 from conftest import TEST_HOME, VllmServer

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from specialists.builtin import sqldata
+from specialists.builtin.sql import data as sqldata
 from specialists.cascade import Cascade, read_escalations
 from specialists.distillation import find_specialist
+from specialists.folders import safetensors_header, validate_adapter_folder
 from specialists.manifest import load_manifest
-from specialists.registry import safetensors_header, validate_adapter_folder
 from swarm import names
 from swarm.connections import connect
 from swarm.distill.dataset import Example, read_examples, write_examples

@@ -14,7 +14,8 @@ import pytest
 from redis.asyncio import Redis
 from safetensors.torch import load_file, save_file
 
-from specialists.registry import Registry, validate_adapter_folder
+from specialists.folders import validate_adapter_folder
+from specialists.registry import Registry
 from swarm import names
 from swarm.catalog import get_specialist, list_specialists
 from swarm.errors import InvalidAdapter
@@ -484,7 +485,7 @@ async def test_weights_vllm_refuses_are_rejected_and_the_old_version_unloaded(
 def test_a_folder_linked_to_the_root_costs_one_look(tmp_path: Path) -> None:
     import time
 
-    from specialists.registry import fingerprint
+    from specialists.folders import fingerprint
 
     (tmp_path / "root").symlink_to("/")
     started = time.perf_counter()

@@ -18,7 +18,15 @@ from swarm.errors import RuleBudgetExceeded
 
 from adversarial import PREFIXES, SIZE, UNITS, corpus
 
-RULE_MODULES = ("pii", "addresses", "columns", "definition", "entities", "sql")
+RULE_MODULES = (
+    "pii.finish",
+    "pii.addresses",
+    "pii.columns",
+    "definition",
+    "entities.finish",
+    "sql.checks",
+    "sql.ddl",
+)
 BUDGET_S = 5.0
 """The default ``SWARM_RULES_BUDGET_S``: every adversarial input must finish well within it."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from specialists.builtin.scoring import entity_scores, pii_scores, sql_scores
+from specialists.builtin.entities.scoring import entity_scores
+from specialists.builtin.pii.scoring import pii_scores
+from specialists.builtin.sql.scoring import sql_scores
 from swarm.distill.dataset import Example
 from swarm.distill.evaluation import exact_match
 
@@ -125,7 +127,7 @@ def test_exact_match_ignores_key_order() -> None:
 
 
 def test_a_bootstrap_interval_runs_each_sql_pair_once() -> None:
-    from specialists.builtin import scoring
+    from specialists.builtin.sql import scoring
     from swarm.distill.evaluation import bootstrap_interval
 
     examples = [sql_example("SELECT COUNT(*) FROM t WHERE city = 'Oslo'"),

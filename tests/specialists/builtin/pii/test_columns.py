@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from specialists.builtin.columns import typed_cells
+from specialists.builtin.pii.columns import typed_cells
 
 
 def test_cells_under_a_pii_header_are_typed_by_their_column() -> None:

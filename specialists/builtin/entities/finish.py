@@ -7,9 +7,7 @@ from typing import Any
 
 from specialists.builtin.definition import (
     MONTH,
-    TEXT_INPUT,
     WEEKDAY,
-    Definition,
     as_written,
     pattern,
     quoted_items,
@@ -183,55 +181,3 @@ def finish_entities(input_: dict[str, Any], output: dict[str, Any]) -> dict[str,
             kept.append({"text": text[start:end], "type": kind})
             _mark(covered, start, end)
     return {**output, "entities": kept}
-
-
-DEFINITION = Definition(
-    name="entities",
-    description=(
-        "Extracts named entities (people, organizations, locations, other names such as "
-        "nationalities and events, dates, money amounts) from text as JSON. Input: text. "
-        "Output: entities, each {text, type}."
-    ),
-    keywords=("entities", "entity", "extract", "ner", "names", "organizations", "locations"),
-    input_schema=TEXT_INPUT,
-    output_schema={
-        "type": "object",
-        "properties": {
-            "entities": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "text": {"type": "string", "minLength": 1},
-                        "type": {"type": "string", "enum": list(ENTITY_TYPES)},
-                    },
-                    "required": ["text", "type"],
-                    "additionalProperties": False,
-                },
-            }
-        },
-        "required": ["entities"],
-        "additionalProperties": False,
-    },
-    system_prompt=(
-        "You extract named entities. List every person (PERSON), organization (ORGANIZATION), "
-        "location (LOCATION) and other proper name such as a nationality, event or work (MISC) "
-        "in the text, quoting each exactly as written. Reply as JSON: "
-        '{"entities": [{"text": "...", "type": "..."}]}.'
-    ),
-    few_shot=(
-        {
-            "input": {"text": "Acme Corp opened an office in Berlin, the German capital."},
-            "output": {
-                "entities": [
-                    {"text": "Acme Corp", "type": "ORGANIZATION"},
-                    {"text": "Berlin", "type": "LOCATION"},
-                    {"text": "German", "type": "MISC"},
-                ]
-            },
-        },
-    ),
-    decoding={"temperature": 0.0, "max_tokens": 256},
-    check=check_entities,
-    finish=finish_entities,
-)

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from specialists.builtin import BUILTINS, piidata
-from specialists.builtin.pii import (
+from specialists.builtin import BUILTINS
+from specialists.builtin.pii import data as piidata
+from specialists.builtin.pii.finish import (
     certain_type,
     finish_spans,
     model_redactions,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from specialists.builtin.ddl import InvalidSchema, check_schema, schema_database
-from specialists.builtin.sql import check_sql
+from specialists.builtin.sql.checks import check_sql
+from specialists.builtin.sql.ddl import InvalidSchema, check_schema, schema_database
 
 TABLE = "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL, city TEXT);"
 

@@ -8,17 +8,15 @@ from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
-from specialists.builtin.addresses import INTRODUCING, find_addresses
-from specialists.builtin.columns import typed_cells
 from specialists.builtin.definition import (
     MONTH,
-    TEXT_INPUT,
-    Definition,
     as_written,
     miscopied,
     pattern,
     quoted_items,
 )
+from specialists.builtin.pii.addresses import INTRODUCING, find_addresses
+from specialists.builtin.pii.columns import typed_cells
 
 PII_TYPES = (
     "PERSON",
@@ -432,7 +430,7 @@ def _split_off(kept: list[dict[str, str]], found: dict[str, str]) -> bool:
 
 def _add_addresses(text: str, kept: list[dict[str, str]]) -> None:
     """Adds to ``kept`` each address of ``text`` that
-    :func:`~specialists.builtin.addresses.find_addresses` reads and the model did not list as
+    :func:`~specialists.builtin.pii.addresses.find_addresses` reads and the model did not list as
     it is, once per occurrence, in place of the model's spans inside it: the model's parts of
     an address ("Flat 14 80 Dudley Lees" and "Amandamouth, NSW, 2964"), or the address mistyped
     ("Estrada Moura, 3, ..." as a person), become the one address, where the first of them
@@ -520,7 +518,7 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
       its label ("tel. +33 6 36 08 62 72") becomes the whole value, and one glued to another
       value in one span is split off (:func:`_split_off`). A cell of a CSV line under a
       header that names its column ("phone") is added with that type, unless a span holds it
-      (:func:`~specialists.builtin.columns.typed_cells`).
+      (:func:`~specialists.builtin.pii.columns.typed_cells`).
     - A postal address read by its shape (a street with its number, then postcode, town and
       state parts) is added where the model missed it, and replaces the model's spans inside it
       where it split or mistyped it (:func:`_add_addresses`).
@@ -593,57 +591,3 @@ def finish_spans(input_: dict[str, Any], output: dict[str, Any]) -> dict[str, An
     for value in sorted(types, key=len, reverse=True):
         redacted = redacted.replace(value, f"[{types[value]}]")
     return {**output, "redacted_text": redacted, "spans": kept}
-
-
-DEFINITION = Definition(
-    name="pii",
-    description=(
-        "Finds personal data (names, emails, phone numbers, addresses, card and account numbers, "
-        "IP addresses, birth dates) in text and redacts it. Input: text. Output: redacted_text "
-        "with each item replaced by [TYPE], and the spans found."
-    ),
-    keywords=("pii", "redact", "anonymize", "anonymise", "personal", "privacy", "gdpr", "mask"),
-    input_schema=TEXT_INPUT,
-    output_schema={
-        "type": "object",
-        "properties": {
-            "redacted_text": {"type": "string"},
-            "spans": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "text": {"type": "string"},
-                        "type": {"type": "string", "enum": list(PII_TYPES)},
-                    },
-                    "required": ["text", "type"],
-                    "additionalProperties": False,
-                },
-            },
-        },
-        "required": ["redacted_text", "spans"],
-        "additionalProperties": False,
-    },
-    system_prompt=(
-        "You redact personal data. Find every person name, email, phone number, postal address, "
-        "credit card number, IBAN, social security number, IP address and date of birth in the "
-        "text. Reply as JSON with redacted_text (the text with each item replaced by its type in "
-        "brackets, e.g. [PERSON], [EMAIL]) and spans (each item's exact text and type)."
-    ),
-    few_shot=(
-        {
-            "input": {"text": "Contact Maria Lopez at maria.lopez@example.com."},
-            "output": {
-                "redacted_text": "Contact [PERSON] at [EMAIL].",
-                "spans": [
-                    {"text": "Maria Lopez", "type": "PERSON"},
-                    {"text": "maria.lopez@example.com", "type": "EMAIL"},
-                ],
-            },
-        },
-    ),
-    decoding={"temperature": 0.0, "max_tokens": 256},
-    handoff={"text": "redacted_text"},
-    check=check_spans,
-    finish=finish_spans,
-)

@@ -1,11 +1,11 @@
-"""Postal addresses read by their shape (``specialists/builtin/addresses.py``); ``pii``'s finish
+"""Postal addresses read by their shape (``specialists/builtin/pii/addresses.py``); ``pii``'s finish
 step adding them is tested in ``test_finish.py``."""
 
 from __future__ import annotations
 
 import pytest
 
-from specialists.builtin.addresses import find_addresses
+from specialists.builtin.pii.addresses import find_addresses
 
 
 def addresses(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from faker import Faker
 
 from specialists.builtin.fakers import seeded_fakers
-from specialists.builtin.pii import PII_TYPES
+from specialists.builtin.pii.finish import PII_TYPES
 from swarm.distill.dataset import Example
 
 TRAIN_LOCALES = ("en_US", "en_GB", "de_DE", "es_ES")

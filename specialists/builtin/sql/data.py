@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from specialists.builtin.ddl import schema_database
+from specialists.builtin.sql.ddl import schema_database
 from swarm.distill.dataset import Example
 
 ROWS = 12
@@ -454,7 +454,7 @@ def make_rows(table: Table, rng: random.Random) -> list[list[Any]]:
 
 
 def build_database(schema: str, rows: dict[str, list[list[Any]]]) -> sqlite3.Connection:
-    """An in-memory database from DDL (built as :func:`~specialists.builtin.ddl.schema_database`
+    """An in-memory database from DDL (built as :func:`~specialists.builtin.sql.ddl.schema_database`
     does) and rows per table (each row in column order)."""
     db = schema_database(schema)
     for table, table_rows in rows.items():

@@ -10,8 +10,13 @@ import sys
 import jsonschema
 import pytest
 
-from specialists.builtin import BUILTINS, entitydata, piidata, sqldata
-from specialists.builtin.scoring import entity_scores, pii_scores, sql_scores
+from specialists.builtin import BUILTINS
+from specialists.builtin.entities import data as entitydata
+from specialists.builtin.entities.scoring import entity_scores
+from specialists.builtin.pii import data as piidata
+from specialists.builtin.pii.scoring import pii_scores
+from specialists.builtin.sql import data as sqldata
+from specialists.builtin.sql.scoring import sql_scores
 
 GENERATORS = {"pii": piidata.generate, "entities": entitydata.generate, "sql": sqldata.generate}
 
@@ -156,8 +161,7 @@ def test_pii_training_formats_are_varied_and_spans_exact() -> None:
 
 @pytest.mark.parametrize("name", ["pii", "entities"])
 def test_generation_does_not_depend_on_the_hash_seed(name: str) -> None:
-    module = {"pii": "piidata", "entities": "entitydata"}[name]
-    code = f"import json\nfrom specialists.builtin import {module} as m\n" + (
+    code = f"import json\nfrom specialists.builtin.{name} import data as m\n" + (
         "print(json.dumps([[e.input, e.output] for h in (False, True) "
         "for e in m.generate(40, seed=2, heldout=h)]))"
     )

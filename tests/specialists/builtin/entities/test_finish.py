@@ -6,14 +6,9 @@ from typing import Any
 
 import pytest
 
-from specialists.builtin import BUILTINS, entitydata
-from specialists.builtin.entities import (
-    DATE,
-    MONEY,
-    finish_entities,
-    recognise,
-    retype,
-)
+from specialists.builtin import BUILTINS
+from specialists.builtin.entities import data as entitydata
+from specialists.builtin.entities.finish import DATE, MONEY, finish_entities, recognise, retype
 
 
 def finish(text: str, *entities: tuple[str, str]) -> list[tuple[str, str]]:

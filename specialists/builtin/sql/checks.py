@@ -17,8 +17,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from specialists.builtin.ddl import InvalidSchema, NotDDL, schema_database
-from specialists.builtin.definition import Definition
+from specialists.builtin.sql.ddl import InvalidSchema, NotDDL, schema_database
 
 SCHEMA_STEP_LIMIT = 100_000
 """SQLite VM steps that building a schema may take; DDL never needs many."""
@@ -56,7 +55,7 @@ def limit_steps(database: sqlite3.Connection, steps: int) -> None:
 
 def compile_error(schema: str, query: str) -> str | None:
     """Why ``query`` does not compile against ``schema``, or why the schema is refused
-    (:func:`~specialists.builtin.ddl.schema_database`); None if it compiles, or if the schema
+    (:func:`~specialists.builtin.sql.ddl.schema_database`); None if it compiles, or if the schema
     is no SQL (then nothing can be said about the query's names)."""
     try:
         database = schema_database(schema)
@@ -74,50 +73,3 @@ def compile_error(schema: str, query: str) -> str | None:
     finally:
         with contextlib.suppress(sqlite3.Error):
             database.close()
-
-
-DEFINITION = Definition(
-    name="sql",
-    description=(
-        "Turns a question in plain language into one SQLite SELECT query over a schema given "
-        "as CREATE TABLE statements. Input: question and schema. Output: {sql}."
-    ),
-    keywords=("sql", "query", "database", "table", "select", "count", "how many", "list all"),
-    input_schema={
-        "type": "object",
-        "properties": {
-            "question": {"type": "string", "minLength": 1, "description": "What to ask."},
-            "schema": {"type": "string", "minLength": 1, "description": "CREATE TABLE DDL."},
-        },
-        "required": ["question", "schema"],
-    },
-    output_schema={
-        "type": "object",
-        "properties": {"sql": {"type": "string", "minLength": 1}},
-        "required": ["sql"],
-        "additionalProperties": False,
-    },
-    system_prompt=(
-        "You write SQLite queries. Given a database schema and a question, reply with one "
-        "SELECT statement that answers the question, using only the tables and columns in the "
-        'schema. Reply as JSON: {"sql": "..."}.'
-    ),
-    few_shot=(
-        {
-            "input": {
-                "question": "How many customers live in Paris?",
-                "schema": "CREATE TABLE customers (id INTEGER, name TEXT, city TEXT);",
-            },
-            "output": {"sql": "SELECT COUNT(*) FROM customers WHERE city = 'Paris'"},
-        },
-        {
-            "input": {
-                "question": "List the names of products cheaper than 10.",
-                "schema": "CREATE TABLE products (id INTEGER, name TEXT, price REAL);",
-            },
-            "output": {"sql": "SELECT name FROM products WHERE price < 10"},
-        },
-    ),
-    decoding={"temperature": 0.0, "max_tokens": 128},
-    check=check_sql,
-)

@@ -17,7 +17,7 @@ from specialists.builtin.corpora import (
 )
 from swarm.errors import InvalidData
 
-ADAPTERS = Path(__file__).parents[2] / "adapters"
+ADAPTERS = Path(__file__).parents[3] / "adapters"
 
 CONLL_IOB1 = """-DOCSTART- -X- O O
 
@@ -130,7 +130,7 @@ def test_unknown_corpora_and_reserved_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_the_type_maps_name_only_the_specialist_types() -> None:
-    from specialists.builtin.entities import ENTITY_TYPES
+    from specialists.builtin.entities.finish import ENTITY_TYPES
 
     assert set(CONLL_TYPES.values()) | set(WNUT_TYPES.values()) <= set(ENTITY_TYPES)
 
@@ -146,7 +146,7 @@ def test_no_adapter_names_a_reserved_set(document: Path) -> None:
 def test_spider_items_become_sql_examples_scored_on_the_real_rows(tmp_path: Path) -> None:
     import sqlite3
 
-    from specialists.builtin.scoring import sql_scores
+    from specialists.builtin.sql.scoring import sql_scores
 
     folder = tmp_path / "database" / "shop"
     folder.mkdir(parents=True)
@@ -179,7 +179,7 @@ def test_spider_items_become_sql_examples_scored_on_the_real_rows(tmp_path: Path
 
 
 def test_a_schema_is_written_compactly_with_the_same_meaning() -> None:
-    from specialists.builtin.ddl import compact_schema, schema_database
+    from specialists.builtin.sql.ddl import compact_schema, schema_database
 
     laid_out = (
         'CREATE TABLE "singer" (\n"Singer_ID" int,\n"Name" text,\n"Song Name" text,\n'

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from specialists.builtin.sql import check_sql
+from specialists.builtin.sql.checks import check_sql
 
 SCHEMA = (
     "CREATE TABLE customers (id INTEGER, name TEXT, city TEXT);\n"
