@@ -101,6 +101,11 @@ def test_submit_watch_inspect_and_see_a_rejected_folder(
     def text(selector: str) -> str:
         return (texts(selector) or [""])[0]
 
+    def click(selector: str) -> None:
+        """Click the element once it is there (the page re-renders live: find it afresh)."""
+        script = "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e"
+        wait.until(lambda p: p.execute_script(script, selector))
+
     try:
         page.get(f"{stack}/ui/")
         # Keys are on: the page asks for one and shows nothing else.
@@ -115,13 +120,13 @@ def test_submit_watch_inspect_and_see_a_rejected_folder(
         assert page.execute_script("return localStorage.length") == 0
 
         # Submit from the form: pii, then entities.
-        page.find_element(By.CSS_SELECTOR, "[data-view=submit]").click()
-        wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "input[value=pii]"))).click()
-        page.find_element(By.CSS_SELECTOR, "input[value=entities]").click()
+        click("[data-view=submit]")
+        click("input[value=pii]")
+        click("input[value=entities]")
         assert text("#submit-plan") == "pii → entities"
         page.find_element(By.NAME, "input").send_keys("Maria Lopez met Acme Corp in Berlin.")
         shot("submit")
-        page.find_element(By.CSS_SELECTOR, "#submit-form button[type=submit]").click()
+        click("#submit-form button[type=submit]")
 
         # The task goes live, completes, and its detail opens with each step.
         wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "tbody tr")))
@@ -140,7 +145,7 @@ def test_submit_watch_inspect_and_see_a_rejected_folder(
         shot("dashboard")
 
         # Specialists: the rejected folder says why; a shipped eval card names its data.
-        page.find_element(By.CSS_SELECTOR, "[data-view=specialists]").click()
+        click("[data-view=specialists]")
         wait.until(lambda p: text("[data-name=broken] .reason"))
         reason = text("[data-name=broken] .reason")
         assert "specialist.yaml" in reason or "YAML" in reason, reason
@@ -149,7 +154,7 @@ def test_submit_watch_inspect_and_see_a_rejected_folder(
         shot("specialists")
 
         # The last hour counts the task, its steps and their latency.
-        page.find_element(By.CSS_SELECTOR, "[data-view=hour]").click()
+        click("[data-view=hour]")
         wait.until(lambda p: "1 tasks" in text("[data-figure=states]"))
         assert "completed 1" in text("[data-figure=states]")
         assert "pii: 0.0% of 1 steps" in text("[data-figure=escalation]")
@@ -158,7 +163,7 @@ def test_submit_watch_inspect_and_see_a_rejected_folder(
 
         # A narrow screen: everything fits its width.
         page.set_window_size(390, 844)
-        page.find_element(By.CSS_SELECTOR, "[data-view=tasks]").click()
+        click("[data-view=tasks]")
         wait.until(seen.visibility_of_element_located((By.ID, "task-table")))
         assert page.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth + 1"

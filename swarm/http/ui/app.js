@@ -257,7 +257,11 @@ async function selectTask(id) {
 
 function renderSubmitChoices() {
   const ready = state.specialists.filter((s) => s.status === "ready");
-  $("#submit-specialists").replaceChildren(
+  const names = ready.map((s) => s.name).join(",");
+  const list = $("#submit-specialists");
+  if (list.dataset.names === names) return; // the same choices: keep the boxes as they are
+  list.dataset.names = names;
+  list.replaceChildren(
     ...ready.map((s) => {
       const box = el("input", { type: "checkbox", value: s.name, name: "specialist" });
       box.checked = state.plan.includes(s.name);
@@ -296,6 +300,7 @@ async function submitTask(event) {
     });
     event.target.reset();
     state.plan = [];
+    delete $("#submit-specialists").dataset.names;
     $("#submit-plan").textContent = "(none chosen)";
     renderSubmitChoices();
     show("tasks");
