@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
+from swarm.serving.costs import Prices
 from swarm.serving.modelclient import parse_json_output
 from swarm.settings import Settings
 
@@ -31,19 +32,6 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 BACKOFF_MAX_S = 8.0
 
 Messages = list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per million tokens."""
-
-    input_usd_per_mtok: float
-    output_usd_per_mtok: float
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok
-        ) / 1e6
 
 
 @dataclass(frozen=True)

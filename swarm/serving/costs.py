@@ -9,8 +9,22 @@ between tokenizers; this is an estimate and is labelled as one).
 
 from __future__ import annotations
 
-from swarm.distill.teacher import Prices
+from dataclasses import dataclass
+
 from swarm.settings import Settings
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per million tokens."""
+
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok
+        ) / 1e6
 
 
 def teacher_prices(settings: Settings) -> Prices:
