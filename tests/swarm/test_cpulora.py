@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 lora_ops = pytest.importorskip("vllm.lora.ops.torch_ops.lora_ops")
 
-from swarm import cpulora  # noqa: E402
+from swarm.serving import cpulora  # noqa: E402
 
 HIDDEN, RANK, SLOTS = 64, 8, 4
 PATTERNS = {
