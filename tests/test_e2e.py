@@ -230,7 +230,7 @@ async def test_idempotency_and_bad_input_end_to_end(api: str) -> None:
         second = await client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "same"})
         assert first.json()["id"] == second.json()["id"]
         refused = await client.post("/v1/tasks", json={"input": TEXT, "plan": ["sql"]})
-        assert refused.status_code == 422 and "question, schema" in refused.json()["detail"]
+        assert refused.status_code == 422 and "'question' and 'schema'" in refused.json()["detail"]
         await wait_done(client, first.json()["id"])
 
 
