@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from specialists.cascade import Cascade, Escalated, Policy, confidence
+from specialists.cascade import Cascade, Escalated, Policy
 from specialists.rules import InputTooLong, RuleRunner
 from swarm import names
 from swarm.accounting import record_step
@@ -33,17 +33,16 @@ from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.distill.teacher import LabelCache, Teacher, cache_path
 from swarm.errors import (
     InfrastructureError,
-    InvalidOutput,
-    ModelBehaviorError,
     RuleBudgetExceeded,
+    SwarmError,
     UnknownSpecialist,
-    UserError,
 )
 from swarm.handoff import as_input
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
+from swarm.serving.attempts import Stop, Verdict, attempt
 from swarm.serving.costs import all_teacher_cost_usd, local_cost_usd
-from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient, attempt_temperature
+from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient
 from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
 from swarm.tracing import current_traceparent, span
@@ -265,56 +264,42 @@ class Worker:
         outcome.escalation_reason = policy.before(step_input)
         if outcome.escalation_reason is not None:
             return outcome  # straight to the teacher: the student never saw this kind of input
-        prompt_tokens = completion_tokens = 0
-        for attempt in range(1, self.max_output_retries + 2):
-            outcome.attempts = attempt
-            temperature = attempt_temperature(float(decoding.get("temperature", 0.0)), attempt)
-            try:
-                with span("model.chat", {"gen_ai.request.model": model, "swarm.attempt": attempt}):
-                    completion = await self.model.chat(
-                        model,
-                        messages,
-                        output_schema=record.output_schema,
-                        temperature=temperature,
-                        max_tokens=int(decoding.get("max_tokens", 256)),
-                        logprobs=policy.min_confidence is not None,
-                        timeout_s=_remaining(request.deadline),
-                    )
-            except (InvalidOutput, ModelBehaviorError) as exc:
-                outcome.error = f"invalid output: {exc}"
-                continue
-            except InfrastructureError as exc:
-                if _past(request.deadline):
-                    outcome.stopped = Stopped.DEADLINE
-                    outcome.error = Stopped.DEADLINE.value
-                else:
-                    outcome.error = f"model unavailable: {exc}"
-                break
-            except UnknownSpecialist as exc:
+        deadline_hit = False
+
+        def on_error(exc: SwarmError) -> Verdict:
+            nonlocal deadline_hit
+            if isinstance(exc, UnknownSpecialist):
                 # vLLM answers 404 for an adapter between its restart and the registry's reload.
-                outcome.error = f"model unavailable: {exc}"
-                continue
-            except UserError as exc:
-                # A 400 (an input longer than the model's context, say): the same request would
-                # be refused again, so the step fails with the reason, once, not redelivered.
-                outcome.error = str(exc)
-                break
-            prompt_tokens += completion.usage.prompt_tokens
-            completion_tokens += completion.usage.completion_tokens
-            outcome.tokens = TokenUsage(prompt=prompt_tokens, completion=completion_tokens)
+                return Verdict(retry=True, error=f"model unavailable: {exc}")
+            if isinstance(exc, InfrastructureError):
+                deadline_hit = _past(request.deadline)
+                why = Stopped.DEADLINE.value if deadline_hit else f"model unavailable: {exc}"
+                return Verdict(retry=False, error=why)
+            # A 400 (an input longer than the model's context, say): the same request would
+            # be refused again, so the step fails with the reason, once, not redelivered.
+            return Verdict(retry=False, error=str(exc))
+
+        async def apply(answer: Any) -> tuple[Any, str | None]:
             try:
-                output, problem = await self.rules.apply(
-                    record.name, record.output_schema, step_input, completion.json
-                )
+                return await self.rules.apply(record.name, record.output_schema, step_input, answer)
             except (RuleBudgetExceeded, RuntimeError) as exc:
                 # The same input would run past the budget again: no retry, no redelivery.
-                outcome.error = str(exc)
-                break
-            if problem is None:
-                outcome.output, outcome.valid, outcome.error = output, True, None
-                outcome.escalation_reason = policy.after_valid(confidence(completion.logprobs))
-                return outcome
-            outcome.error = f"invalid output after {attempt} attempt(s): {problem}"
+                raise Stop(str(exc)) from exc
+
+        done = await attempt(
+            self.model, model, messages, output_schema=record.output_schema, decoding=decoding,
+            apply=apply, retries=self.max_output_retries,
+            logprobs=policy.min_confidence is not None,
+            timeout_s=lambda: _remaining(request.deadline), on_error=on_error,
+        )  # fmt: skip
+        outcome.attempts, outcome.error = done.attempts, done.error
+        outcome.tokens = TokenUsage(prompt=done.prompt_tokens, completion=done.completion_tokens)
+        if deadline_hit:
+            outcome.stopped = Stopped.DEADLINE
+        if done.valid:
+            outcome.output, outcome.valid = done.output, True
+            outcome.escalation_reason = policy.after_valid(done.confidence)
+            return outcome
         invalid = (outcome.error or "").startswith("invalid output")
         if not outcome.valid and policy.on_invalid_output and invalid:
             outcome.escalation_reason = outcome.error

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from swarm.distill.dataset import Example
-from swarm.errors import InvalidOutput
-from swarm.serving.modelclient import ModelClient, attempt_temperature, confidence
+from swarm.serving.attempts import attempt
+from swarm.serving.modelclient import ModelClient
 from swarm.serving.prompting import render_messages
 
 Prediction = dict[str, Any] | None
@@ -131,45 +131,34 @@ async def answer(
 
     ``finish`` is the specialist's repair of a parsed output, applied before the check as the
     worker applies it. With ``check`` and ``retries``, an answer that is invalid or fails the
-    check is asked again, sampling, as the worker does; one that never passes has no output,
-    and the cascade escalates it.
+    check is asked again, sampling, by the worker's own loop
+    (:func:`swarm.serving.attempts.attempt`); one that never passes has no output, and the
+    cascade escalates it.
     """
     decoding = manifest.get("decoding") or {}
     slots = asyncio.Semaphore(max(1, concurrency))
 
     async def one(example: Example) -> Answer:
-        temperature = float(decoding.get("temperature", 0.0))
-        spent = 0.0
-        prompt = completion_tokens = 0
+        async def apply(raw: Any) -> tuple[Any, str | None]:
+            if not isinstance(raw, dict):
+                return None, "not a JSON object"
+            output = finish(example.input, raw) if finish is not None else raw
+            return output, check(example.input, output) if check is not None else None
+
         async with slots:
             try:
-                for attempt in range(1, max(0, retries) + 2):
-                    try:
-                        completion = await client.chat(
-                            model,
-                            render_messages(manifest, example.input),
-                            output_schema=manifest["output_schema"],
-                            temperature=attempt_temperature(temperature, attempt),
-                            max_tokens=int(decoding.get("max_tokens", 256)),
-                            logprobs=logprobs,
-                        )
-                    except InvalidOutput:
-                        continue
-                    spent += completion.latency_ms
-                    prompt += completion.usage.prompt_tokens
-                    completion_tokens += completion.usage.completion_tokens
-                    raw = completion.json if isinstance(completion.json, dict) else None
-                    if raw is None:
-                        continue
-                    output = finish(example.input, raw) if finish is not None else raw
-                    if check is not None and check(example.input, output) is not None:
-                        continue
-                    sure = confidence(completion.logprobs)
-                    return Answer(output, spent, sure, prompt, completion_tokens, raw)
+                done = await attempt(
+                    client, model, render_messages(manifest, example.input),
+                    output_schema=manifest["output_schema"], decoding=decoding, apply=apply,
+                    retries=retries, logprobs=logprobs,
+                )  # fmt: skip
             finally:
                 if on_done is not None:
                     on_done()
-        return Answer(None, spent, None, prompt, completion_tokens)
+        return Answer(
+            done.output, done.latency_ms, done.confidence, done.prompt_tokens,
+            done.completion_tokens, done.model_output if done.valid else None,
+        )  # fmt: skip
 
     return list(await asyncio.gather(*(one(e) for e in examples)))
 
