@@ -19,7 +19,7 @@ import pytest
 
 from conftest import free_port
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 sys.path.insert(0, str(ROOT / "bench"))
 from overhead import runtime, serve_instant_model  # noqa: E402
 
