@@ -17,22 +17,22 @@ from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.http.app import create_app
 from swarm.settings import Settings
 
+from adapterfactory import register_builtins
+
 
 async def put_builtins(redis: Redis) -> None:
-    """The built-in specialists in the catalog, ready, and one rejected folder ("broken")."""
-    for definition in BUILTINS.values():
-        manifest = Manifest.model_validate(definition.manifest())
-        await put_specialist(
-            redis,
-            SpecialistRecord(
-                name=definition.name,
-                version=manifest.version,
-                status="ready",
-                description=manifest.description,
-                manifest=manifest.model_dump(mode="json"),
-                eval_summary={"exact_match": 0.9} if definition.name == "sql" else None,
-            ),
-        )
+    """The built-in specialists in the catalog, ready (the sql one with an eval summary), and
+    one rejected folder ("broken")."""
+    await register_builtins(redis)
+    sql = BUILTINS["sql"]
+    await put_specialist(
+        redis,
+        SpecialistRecord(
+            name="sql", version=sql.version, status="ready", description=sql.description,
+            manifest=Manifest.model_validate(sql.manifest()).model_dump(mode="json"),
+            eval_summary={"exact_match": 0.9},
+        ),
+    )  # fmt: skip
     await put_specialist(
         redis, SpecialistRecord(name="broken", status="rejected", reason="LoRA rank 128 too big")
     )
