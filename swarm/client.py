@@ -30,16 +30,19 @@ from typing import Any
 import httpx
 
 from swarm.catalog import SpecialistOut
-from swarm.errors import DeadlineExceeded, InfrastructureError
+from swarm.errors import DeadlineExceeded
 from swarm.submitter import (
-    POST_RETRIES,
     READ_TIMEOUT_S,
     ServerEvent,
+    auth_headers,
+    call_api,
     follow_events,
-    refusal,
     submit_task,
 )
 from swarm.tasks import TaskRecord
+
+KEY_HINT = "pass api_key="
+"""What a 401 tells a user of the client."""
 
 Task = TaskRecord
 """A task as the API shows it: ``.id``, ``.state``, ``.steps``, ``.result``, ``.cost``..."""
@@ -83,7 +86,7 @@ class Client:
             body["deadline_s"] = deadline_s
         task_id = submit_task(
             self.base_url, body, api_key=self.api_key, idempotency_key=idempotency_key,
-            client=self._http,
+            client=self._http, hint=KEY_HINT,
         )  # fmt: skip
         return self.get(task_id)
 
@@ -155,25 +158,11 @@ class Client:
 
     def _call(self, method: str, path: str, what: str, params: dict[str, Any] | None = None) -> Any:
         """One API call's JSON; network errors and 5xx are retried, a 4xx raises."""
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        failure = ""
-        for attempt in range(POST_RETRIES + 1):
-            if attempt:
-                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
-            try:
-                response = self._http.request(
-                    method, f"{self.base_url}{path}", params=params, headers=headers
-                )
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code >= 500:
-                failure = f"{response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code >= 400:
-                raise refusal(response, f"cannot read {what}", hint="pass api_key=")
-            return response.json()
-        raise InfrastructureError(f"cannot reach the swarm API at {self.base_url}: {failure}")
+        return call_api(
+            self._http, method, f"{self.base_url}{path}", params=params,
+            headers=auth_headers(self.api_key), refused=f"cannot read {what}", hint=KEY_HINT,
+            unreachable=f"cannot reach the swarm API at {self.base_url}",
+        )  # fmt: skip
 
 
 class AsyncClient:

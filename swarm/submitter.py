@@ -88,13 +88,15 @@ class EventParser:
         return ServerEvent(id=event_id, event=kind, data=parsed)
 
 
-def _headers(api_key: str | None) -> dict[str, str]:
+def auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def refusal(
-    response: httpx.Response, what: str, *, hint: str = "pass --api-key, or set SWARM_API_KEY"
-) -> UserError:
+CLI_KEY_HINT = "pass --api-key, or set SWARM_API_KEY"
+"""What a 401 tells a user of the command line."""
+
+
+def refusal(response: httpx.Response, what: str, *, hint: str = CLI_KEY_HINT) -> UserError:
     """A 4xx answer as a UserError carrying the problem's detail; a 401 says what to pass."""
     try:
         problem = response.json()
@@ -106,6 +108,37 @@ def refusal(
     return UserError(f"{what} ({response.status_code}): {detail}")
 
 
+def call_api(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    refused: str,
+    unreachable: str,
+    hint: str = CLI_KEY_HINT,
+    **request: Any,
+) -> Any:
+    """One API call's JSON. Network errors and 5xx answers are retried with backoff; a 4xx
+    raises :class:`UserError` (``refused``, with the API's problem detail); no answer after
+    the retries raises :class:`InfrastructureError` (``unreachable``)."""
+    failure = ""
+    for attempt in range(POST_RETRIES + 1):
+        if attempt:
+            time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+        try:
+            response = http.request(method, url, **request)
+        except httpx.TransportError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            continue
+        if response.status_code >= 500:
+            failure = f"{response.status_code}: {response.text[:200]}"
+            continue
+        if response.status_code >= 400:
+            raise refusal(response, refused, hint=hint)
+        return response.json()
+    raise InfrastructureError(f"{unreachable}: {failure}")
+
+
 def submit_task(
     url: str,
     body: dict[str, Any],
@@ -113,6 +146,7 @@ def submit_task(
     api_key: str | None = None,
     idempotency_key: str | None = None,
     client: httpx.Client | None = None,
+    hint: str = CLI_KEY_HINT,
 ) -> str:
     """POST the task and return its id.
 
@@ -120,28 +154,18 @@ def submit_task(
     Idempotency-Key). A 4xx raises :class:`UserError` with the API's problem detail; no answer
     after the retries raises :class:`InfrastructureError`.
     """
-    headers = {**_headers(api_key), "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+    headers = {**auth_headers(api_key), "Idempotency-Key": idempotency_key or uuid.uuid4().hex}
     http = client or httpx.Client(timeout=30.0)
-    failure = ""
     try:
-        for attempt in range(POST_RETRIES + 1):
-            if attempt:
-                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
-            try:
-                response = http.post(f"{url}/v1/tasks", json=body, headers=headers)
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code >= 500:
-                failure = f"{response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code >= 400:
-                raise refusal(response, "the API refused the task")
-            return str(response.json()["id"])
+        accepted = call_api(
+            http, "POST", f"{url}/v1/tasks", json=body, headers=headers, hint=hint,
+            refused="the API refused the task",
+            unreachable=f"cannot submit to the swarm API at {url}",
+        )  # fmt: skip
     finally:
         if client is None:
             http.close()
-    raise InfrastructureError(f"cannot submit to the swarm API at {url}: {failure}")
+    return str(accepted["id"])
 
 
 def follow_events(
@@ -168,7 +192,7 @@ def follow_events(
     try:
         while True:
             progressed = ended_cleanly = False
-            headers = _headers(api_key) | ({"Last-Event-ID": last} if last else {})
+            headers = auth_headers(api_key) | ({"Last-Event-ID": last} if last else {})
             try:
                 with http.stream(
                     "GET", f"{url}/v1/tasks/{task_id}/events", headers=headers
@@ -226,7 +250,7 @@ def follow_events(
 def _task_readable(http: httpx.Client, url: str, task_id: str, api_key: str | None) -> bool:
     """Whether GET /v1/tasks/{id} answers (so the API and its Redis work); a 4xx raises."""
     try:
-        response = http.get(f"{url}/v1/tasks/{task_id}", headers=_headers(api_key))
+        response = http.get(f"{url}/v1/tasks/{task_id}", headers=auth_headers(api_key))
     except httpx.TransportError:
         return False
     if 400 <= response.status_code < 500:
