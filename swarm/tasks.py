@@ -72,8 +72,9 @@ redis.call('EXPIRE', KEYS[1], ttl)
 return 1
 """
 
-# KEYS: task hash, events stream, states counter, then (stream, dedupe key) per message.
-# ARGV: doc, state, updated_at, then the shared part. Returns 0 if the task exists already.
+# KEYS: task hash, events stream, states counter, then (stream, dedupe key) per message, and
+# last the owner's task index. ARGV: doc, state, updated_at, then the shared part, and last the
+# task id and its index score. Returns 0 if the task exists already.
 _CREATE_SCRIPT = (
     scripts.PUBLISH
     + """
@@ -83,6 +84,8 @@ local base = 4
     + _PUBLISH
     + """
 redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'state', ARGV[2], 'updated_at', ARGV[3], 'rev', 1)
+redis.call('ZADD', KEYS[#KEYS], ARGV[#ARGV], ARGV[#ARGV - 1])
+redis.call('EXPIRE', KEYS[#KEYS], ttl)
 """
     + _LOG
 )
@@ -379,13 +382,9 @@ class TaskStore:
             task.id, [event or TaskEvent(kind="state", state=task.state)], publish
         )
         head = [_dump(task), task.state, task.updated_at.isoformat()]
-        # Indexed first: an id listed whose record was never written is skipped by a listing,
-        # while a record written but not indexed could never be listed.
-        index = names.task_index_key(task.owner or "anonymous")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(index, {task.id: _score(task.created_at)})
-            pipe.expire(index, self.ttl_s)
-            await pipe.execute()
+        # Listed in the same atomic write as the record (the index shares its hash slot).
+        keys.append(names.task_index_key(task.owner or "anonymous"))
+        args += [task.id, _score(task.created_at)]
         return bool(await self._create_script(keys=keys, args=[*head, *args]))
 
     async def page(
