@@ -20,7 +20,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from swarm import names
-from swarm.bus import Bus, Delivery
+from swarm.bus import Bus
+from swarm.consumer import Consumer, Delivery
 from swarm.messages import StepRequest, StepSpec, envelope
 from swarm.settings import Settings
 
@@ -97,7 +98,7 @@ async def run_bus(redis: Redis, settings: Settings, rate: float, count: int) -> 
         if len(latencies) == count:
             done.set()
 
-    consumer = bus.consumer([STREAM], GROUP, handle, on_settled=settled)
+    consumer = Consumer.of(bus, [STREAM], GROUP, handle, on_settled=settled)
     consumer.start()
     step = StepSpec(id="s1", specialist="pii")
 

@@ -40,15 +40,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from specialists.distillation import find_specialist
-from specialists.manifest import load_manifest
 from swarm.distill.calibration import choose, sweep
 from swarm.distill.dataset import Example, read_examples
-from swarm.distill.evaluation import answer
-from swarm.distill.pipeline import model_server
+from swarm.distill.evaluation import answer, model_server, scorer_of
 from swarm.distill.teacher import Prices, Teacher
+from swarm.manifest import load_manifest
+from swarm.serving.attempts import OUTPUT_RETRIES
 from swarm.serving.basemodel import resolve_base_model
 from swarm.serving.costs import local_cost_usd
-from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.serving.prompting import render_messages
 from swarm.settings import Settings, get_settings
 
@@ -77,9 +77,10 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
     from transformers import AutoTokenizer
 
     spec = find_specialist(args.specialist, settings)
+    score = scorer_of(spec)
     assert spec.generate is not None or args.data is not None
     folder = settings.adapters_dir / args.specialist
-    manifest = load_manifest(folder).model_dump(mode="json", exclude_none=True)
+    manifest = load_manifest(folder, spec.name)
     if args.data is not None:
         examples = read_examples(args.data)[: args.examples]
     else:
@@ -102,7 +103,7 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
         await client.unload_adapter("bench-cascade")
 
     def per_example(chosen: list[Example], outputs: list[dict[str, Any] | None]) -> list[float]:
-        return [float(spec.scorer([e], [o])["score"]) for e, o in zip(chosen, outputs, strict=True)]
+        return [float(score([e], [o])["score"]) for e, o in zip(chosen, outputs, strict=True)]
 
     curve = sweep(
         [a.confidence for a in calibrated], per_example(calibration, [a.output for a in calibrated])
@@ -114,7 +115,7 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
         async with Teacher(url=stub.url, model="teacher", prices=prices) as teacher:
             teacher_labels = [
                 await teacher.label(render_messages(spec.manifest, e.input),
-                                    manifest["output_schema"])
+                                    manifest.output_schema)
                 for e in test
             ]  # fmt: skip
     student_outputs = [a.output for a in answers]
@@ -130,9 +131,9 @@ async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[st
     cascade_cost = student_cost + sum(
         label.cost_usd for up, label in zip(escalate, teacher_labels, strict=True) if up
     )
-    student_q = float(spec.scorer(test, student_outputs)["score"])
-    teacher_q = float(spec.scorer(test, [label.output for label in teacher_labels])["score"])
-    cascade_q = float(spec.scorer(test, cascade_outputs)["score"])
+    student_q = float(score(test, student_outputs)["score"])
+    teacher_q = float(score(test, [label.output for label in teacher_labels])["score"])
+    cascade_q = float(score(test, cascade_outputs)["score"])
     return {
         "specialist": args.specialist,
         "set": str(args.data) if args.data else "generator (held-out templates)",

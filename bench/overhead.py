@@ -59,7 +59,7 @@ OUTPUTS: dict[str, dict[str, Any]] = {
     "entities": {"entities": [{"text": "Acme Corp", "type": "ORGANIZATION"}]},
     "sql": {"sql": "SELECT COUNT(*) FROM customers"},
 }
-PROMPTS = {d.system_prompt: name for name, d in BUILTINS.items()}
+PROMPTS = {s.manifest.system_prompt: name for name, s in BUILTINS.items()}
 TASK = {
     "input": {
         "text": TEXT,
@@ -341,7 +341,7 @@ async def direct_model_ms(url: str, calls: int = 200) -> float:
     """Baseline: one chat call to the instant model, straight over HTTP, p50 in ms."""
     body = {
         "model": "m",
-        "messages": [{"role": "system", "content": BUILTINS["sql"].system_prompt}],
+        "messages": [{"role": "system", "content": BUILTINS["sql"].manifest.system_prompt}],
     }
     samples = []
     # aiohttp, as the worker's model client uses.

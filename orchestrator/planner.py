@@ -6,7 +6,7 @@ it each one's manifest description; if the call fails, times out, or names nothi
 :class:`RulePlanner` matches the goal against the manifests. Plans are linear chains: each step
 depends on the one before.
 
-Manifest fields read here (from ``SpecialistRecord.manifest``, with ``.get``): ``description``
+Manifest fields read here (from the typed ``SpecialistRecord.manifest``): ``description``
 (via the record), the optional ``keywords`` list, and an optional integer ``order`` that places
 a specialist in a rule-made chain (lower runs first).
 """
@@ -131,8 +131,8 @@ def _content_words(text: str) -> set[str]:
 
 def rule_order(record: SpecialistRecord) -> tuple[int, str]:
     """Where a specialist goes in a rule-made chain: manifest ``order``, else ORDER, else last."""
-    declared = (record.manifest or {}).get("order")
-    if isinstance(declared, int) and not isinstance(declared, bool):
+    declared = record.manifest.order if record.manifest else None
+    if declared is not None:
         return declared, record.name
     return ORDER.get(record.name, len(ORDER)), record.name
 
@@ -167,7 +167,7 @@ class RulePlanner:
     def _named(record: SpecialistRecord, text: str, words: set[str]) -> bool:
         if record.name.lower() in words:
             return True
-        keywords = (record.manifest or {}).get("keywords") or []
+        keywords = record.manifest.keywords if record.manifest else []
         for keyword in (str(k).lower().strip() for k in keywords):
             if keyword and (keyword in text if " " in keyword else keyword in words):
                 return True

@@ -32,9 +32,10 @@ from typing import Any
 
 from orchestrator.planner import Planner
 from swarm import names
-from swarm.bus import Bus, Consumer, Delivery, Outgoing, Reject
+from swarm.bus import Bus, Outgoing
 from swarm.catalog import CatalogCache, SpecialistRecord
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
+from swarm.consumer import Consumer, Delivery, Reject
 from swarm.errors import UserError
 from swarm.handoff import build_input, input_problem
 from swarm.logs import task_context
@@ -102,8 +103,11 @@ class Orchestrator:
 
     def start(self) -> None:
         """Start consuming and sweeping in the background; ``close()`` stops both."""
-        self._consumer = self.bus.consumer(
-            [names.TASKS_STREAM, names.RESULTS_STREAM], names.ORCHESTRATORS_GROUP, self.handle
+        self._consumer = Consumer.of(
+            self.bus,
+            [names.TASKS_STREAM, names.RESULTS_STREAM],
+            names.ORCHESTRATORS_GROUP,
+            self.handle,
         )
         self._consumer.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="orchestrator:sweeper")

@@ -1,6 +1,6 @@
 """The cascade: a step goes to the teacher only when its specialist is unsure.
 
-The manifest's ``escalation`` block says when:
+The manifest's ``escalation`` block (:class:`swarm.manifest.Escalation`) says when:
 
 - ``max_input_chars``: the input is longer than the student was trained on (checked first, so
   the student is not even asked);
@@ -17,7 +17,6 @@ the step fails with the student's reason and says so.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,48 +28,12 @@ from swarm.connections import RedisClient
 from swarm.distill.dataset import Example
 from swarm.distill.teacher import Teacher
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
+from swarm.manifest import Manifest
 from swarm.messages import EscalationEntry, utcnow
-from swarm.serving.modelclient import confidence
 from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
 
-__all__ = ["Cascade", "Escalated", "Policy", "confidence", "read_escalations"]
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A specialist's escalation rules, read from its manifest."""
-
-    on_invalid_output: bool = True
-    min_confidence: float | None = None
-    max_input_chars: int | None = None
-
-    @classmethod
-    def of(cls, manifest: dict[str, Any]) -> Policy:
-        rules = manifest.get("escalation") or {}
-        return cls(
-            on_invalid_output=bool(rules.get("on_invalid_output", True)),
-            min_confidence=rules.get("min_confidence"),
-            max_input_chars=rules.get("max_input_chars"),
-        )
-
-    def before(self, step_input: dict[str, Any]) -> str | None:
-        """Why the input goes straight to the teacher, if it does."""
-        if self.max_input_chars is None:
-            return None
-        size = sum(
-            len(v) if isinstance(v, str) else len(json.dumps(v, ensure_ascii=False))
-            for v in step_input.values()
-        )
-        if size > self.max_input_chars:
-            return f"input is {size} characters, over max_input_chars={self.max_input_chars}"
-        return None
-
-    def after_valid(self, score: float | None) -> str | None:
-        """Why a valid student answer still goes to the teacher, if it does."""
-        if self.min_confidence is None or score is None or score >= self.min_confidence:
-            return None
-        return f"confidence {score:.3f} below min_confidence={self.min_confidence}"
+__all__ = ["Cascade", "Escalated", "read_escalations"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +57,7 @@ class Cascade:
 
     async def escalate(
         self,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         step_input: dict[str, Any],
         *,
         reason: str,
@@ -125,8 +88,8 @@ class Cascade:
         try:
             label = await self.teacher.label(
                 messages,
-                dict(manifest.get("output_schema") or {}),
-                max_tokens=int((manifest.get("decoding") or {}).get("max_tokens", 1024)),
+                manifest.output_schema,
+                max_tokens=manifest.decoding.max_tokens,
                 deadline=None if remaining is None else time.monotonic() + remaining,
             )
         except InvalidOutput as exc:
@@ -156,7 +119,7 @@ class Cascade:
 
     async def record(
         self,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         step_input: dict[str, Any],
         output: dict[str, Any],
         reason: str,
@@ -171,10 +134,10 @@ class Cascade:
             student_output=student_output,
             task_id=task_id,
             step_id=step_id,
-            specialist_version=manifest.get("version"),
+            specialist_version=manifest.version,
         )
         await self.redis.xadd(
-            names.escalations_stream(str(manifest.get("name"))),
+            names.escalations_stream(manifest.name),
             {"data": entry.model_dump_json()},
             maxlen=self.settings.escalation_retention,
             approximate=True,

@@ -164,15 +164,10 @@ def evaluate(
     import json
 
     from specialists.distillation import find_specialist
-    from specialists.manifest import MANIFEST_FILE, load_manifest
     from swarm.distill.dataset import read_examples
-    from swarm.distill.evaluation import markdown_table
-    from swarm.distill.pipeline import (
-        add_eval_set,
-        evaluate_models,
-        model_server,
-        write_eval_report,
-    )
+    from swarm.distill.evalcard import add_eval_set, write_eval_report
+    from swarm.distill.evaluation import evaluate_models, markdown_table, model_server
+    from swarm.manifest import MANIFEST_FILE, load_manifest
     from swarm.serving.basemodel import served_base_name
 
     if (adapter is None) == (not base):
@@ -191,17 +186,17 @@ def evaluate(
         if not (adapter / "adapter_config.json").is_file():
             raise InvalidAdapter(adapter.name, f"{adapter} has no adapter_config.json")
         manifest = (
-            load_manifest(adapter).model_dump(mode="json", exclude_none=True)
+            load_manifest(adapter, spec.name)
             if (adapter / MANIFEST_FILE).is_file()
-            else spec.student_manifest()
+            else spec.manifest.without_few_shot()
         )
         runs = {"student" if report else "adapter": ("swarm-eval-adapter", manifest)}
         adapters = {"swarm-eval-adapter": adapter}
         if report is not None:
-            runs["base_zero_shot"] = (served_base_name(settings), spec.student_manifest())
+            runs["base_zero_shot"] = (served_base_name(settings), spec.manifest.without_few_shot())
             runs["base_few_shot"] = (served_base_name(settings), spec.manifest)
     else:
-        manifest = spec.manifest if few_shot else spec.student_manifest()
+        manifest = spec.manifest if few_shot else spec.manifest.without_few_shot()
         runs = {"base": (served_base_name(settings), manifest)}
         adapters = {}
     with model_server(settings, typer.echo) as url:
@@ -243,13 +238,14 @@ def calibrate(
     import yaml
 
     from specialists.distillation import find_specialist
-    from specialists.manifest import MANIFEST_FILE, load_manifest
     from swarm.distill.calibration import calibrate as sweep_threshold
     from swarm.distill.calibration import plot, report, table
     from swarm.distill.dataset import read_examples
-    from swarm.distill.pipeline import model_server
+    from swarm.distill.evaluation import model_server, scorer_of
+    from swarm.manifest import MANIFEST_FILE, load_manifest
+    from swarm.serving.attempts import OUTPUT_RETRIES
     from swarm.serving.basemodel import served_base_name
-    from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient
+    from swarm.serving.modelclient import ModelClient
 
     settings = get_settings()
     spec = find_specialist(specialist, settings)
@@ -261,9 +257,7 @@ def calibrate(
     if adapter is not None and not has_weights:
         raise InvalidAdapter(adapter.name, f"{adapter} has no adapter_config.json")
     manifest = (
-        load_manifest(folder).model_dump(mode="json", exclude_none=True)
-        if (folder / MANIFEST_FILE).is_file()
-        else spec.manifest
+        load_manifest(folder, spec.name) if (folder / MANIFEST_FILE).is_file() else spec.manifest
     )
 
     async def run(url: str) -> Any:
@@ -274,7 +268,8 @@ def calibrate(
                 await client.load_adapter(model, str(folder.resolve()))
             try:
                 return await sweep_threshold(
-                    client, model, manifest, examples, spec.scorer, target_quality=target_quality,
+                    client, model, manifest, examples, scorer_of(spec),
+                    target_quality=target_quality,
                     check=spec.check, retries=OUTPUT_RETRIES, finish=spec.finish,
                 )  # fmt: skip
             finally:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specialists.manifest import NAME_PATTERN, Manifest, load_manifest
 from swarm.errors import ConfigurationError, InvalidAdapter
+from swarm.manifest import NAME_PATTERN, Manifest, load_manifest
 from swarm.serving.basemodel import base_model_aliases, resolve_base_model, served_base_name
 from swarm.settings import Settings
 

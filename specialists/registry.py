@@ -142,7 +142,7 @@ class Registry:
             status="ready",
             description=spec.manifest.description,
             lora_name=spec.lora_name,
-            manifest=spec.manifest.model_dump(mode="json"),
+            manifest=spec.manifest,
             eval_summary=spec.eval_summary,
         )
         await put_specialist(self.redis, record)

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from specialists.cascade import Cascade, Escalated, Policy
+from specialists.cascade import Cascade, Escalated
 from specialists.rules import InputTooLong, RuleRunner
 from swarm import names
 from swarm.accounting import record_step
-from swarm.bus import Bus, Consumer, Delivery, Reject
+from swarm.bus import Bus
 from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
+from swarm.consumer import Consumer, Delivery, Reject
 from swarm.distill.teacher import LabelCache, Teacher, cache_path
 from swarm.errors import (
     InfrastructureError,
@@ -40,9 +41,9 @@ from swarm.errors import (
 from swarm.handoff import as_input
 from swarm.logs import task_context
 from swarm.messages import Envelope, StepRequest, StepResult, TokenUsage, utcnow
-from swarm.serving.attempts import Stop, Verdict, attempt
+from swarm.serving.attempts import OUTPUT_RETRIES, Stop, Verdict, attempt
 from swarm.serving.costs import all_teacher_cost_usd, local_cost_usd
-from swarm.serving.modelclient import OUTPUT_RETRIES, ModelClient
+from swarm.serving.modelclient import ModelClient
 from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
 from swarm.tracing import current_traceparent, span
@@ -142,8 +143,8 @@ class Worker:
                         self._consumer = None
                     streams = wanted
                     if streams:
-                        self._consumer = self.bus.consumer(
-                            streams, names.WORKERS_GROUP, self.handle
+                        self._consumer = Consumer.of(
+                            self.bus, streams, names.WORKERS_GROUP, self.handle
                         )
                         self._consumer.start()
                         log.info("worker consuming %s", ", ".join(streams))
@@ -249,13 +250,15 @@ class Worker:
                     await work
 
     async def _run_step(self, record: SpecialistRecord, request: StepRequest) -> StepOutcome:
-        manifest = record.manifest or {}
-        decoding = dict(manifest.get("decoding") or {})
+        manifest = record.manifest
+        outcome = StepOutcome(tokens=TokenUsage())
+        if manifest is None:  # the registry publishes none such; a hand-edited catalog might
+            outcome.error = f"specialist {record.name!r} has no manifest in the catalog"
+            return outcome
         step_input = request.input or as_input(request.task_input)
         messages = render_messages(manifest, step_input)
         model = record.lora_name or self.base_model
-        policy = Policy.of(manifest)
-        outcome = StepOutcome(tokens=TokenUsage())
+        policy = manifest.escalation
         try:
             self.rules.check_length(record.name, step_input)  # before the model is asked
         except InputTooLong as exc:
@@ -287,8 +290,8 @@ class Worker:
                 raise Stop(str(exc)) from exc
 
         done = await attempt(
-            self.model, model, messages, output_schema=record.output_schema, decoding=decoding,
-            apply=apply, retries=self.max_output_retries,
+            self.model, model, messages, output_schema=record.output_schema,
+            decoding=manifest.decoding, apply=apply, retries=self.max_output_retries,
             logprobs=policy.min_confidence is not None,
             timeout_s=lambda: _remaining(request.deadline), on_error=on_error,
         )  # fmt: skip
@@ -365,9 +368,9 @@ class Worker:
         outcome: StepOutcome,
         task_id: str,
     ) -> Escalated:
-        assert self.cascade is not None
+        assert self.cascade is not None and record.manifest is not None
         return await self.cascade.escalate(
-            record.manifest or {},
+            record.manifest,
             step_input,
             reason=reason,
             deadline=request.deadline,

@@ -5,7 +5,8 @@ parts (model server, model client, distillation) are imported from their own mod
 ``import swarm`` stays cheap for workers and the API.
 """
 
-from swarm.bus import Bus, Consumer, Delivery, Reject, Retry
+from swarm.bus import Bus
+from swarm.consumer import Consumer, Delivery, Reject, Retry
 from swarm.errors import (
     ConfigurationError,
     DeadlineExceeded,

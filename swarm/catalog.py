@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from swarm import names
 from swarm.connections import RedisClient, text
+from swarm.manifest import Manifest
 from swarm.messages import utcnow
 from swarm.schemas import schema_validator
 
@@ -38,7 +39,7 @@ class SpecialistRecord(BaseModel):
     lora_name: str | None = Field(
         None, description="Model name to request from vLLM; None means the base model."
     )
-    manifest: dict[str, Any] | None = Field(None, description="The parsed specialist.yaml.")
+    manifest: Manifest | None = Field(None, description="The validated specialist.yaml.")
     reason: str | None = Field(None, description="Why the folder was rejected.")
     eval_summary: dict[str, Any] | None = Field(None, description="From eval.json, if shipped.")
     updated_at: datetime = Field(default_factory=utcnow)
@@ -50,11 +51,11 @@ class SpecialistRecord(BaseModel):
 
     @property
     def input_schema(self) -> dict[str, Any]:
-        return dict((self.manifest or {}).get("input_schema") or {})
+        return self.manifest.input_schema if self.manifest else {}
 
     @property
     def output_schema(self) -> dict[str, Any]:
-        return dict((self.manifest or {}).get("output_schema") or {})
+        return self.manifest.output_schema if self.manifest else {}
 
     @property
     def input_validator(self) -> Validator:
@@ -69,7 +70,7 @@ class SpecialistRecord(BaseModel):
     def _validator(self, which: str) -> Validator:
         validator = self._validators.get(which)
         if validator is None:
-            schema = dict((self.manifest or {}).get(which) or {})
+            schema = self.input_schema if which == "input_schema" else self.output_schema
             validator = self._validators[which] = schema_validator(schema)
         return validator
 

@@ -8,8 +8,8 @@ the text that entity extraction reads; an explicit mapping beats a same-named fi
 fields the next specialist declares are passed, and the result is validated against its input
 schema before any model sees it.
 
-Manifest fields read here (from ``SpecialistRecord.manifest``, with ``.get``):
-``input_schema``, ``output_schema`` and the optional ``handoff``.
+Manifest fields read here (from the typed ``SpecialistRecord.manifest``): ``input_schema``,
+``output_schema`` and ``handoff``.
 
 It is the one place a step's input is normalised (:func:`as_input`) and checked
 (:func:`input_problem`): the API checks a plan's first steps with it, the planner and the
@@ -33,10 +33,7 @@ def as_input(task_input: str | Mapping[str, Any]) -> dict[str, Any]:
 
 def handoff_map(producer: SpecialistRecord) -> dict[str, str]:
     """The producer's declared ``{next input field: its output field}`` mapping."""
-    raw = (producer.manifest or {}).get("handoff") or {}
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(k): str(v) for k, v in raw.items()}
+    return dict(producer.manifest.handoff) if producer.manifest else {}
 
 
 def input_fields(target: SpecialistRecord) -> set[str]:

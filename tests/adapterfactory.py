@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from specialists.builtin import BUILTINS
+from swarm.manifest import Manifest
 
 
 @cache
@@ -88,9 +89,25 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return folder
 
 
+def manifest_of(name: str, /, **fields: Any) -> Manifest:
+    """A valid manifest for ``name``: ``fields`` over the least that every manifest needs."""
+    return Manifest.model_validate(
+        {
+            "name": name,
+            "version": "0.1.0",
+            "description": f"The {name} specialist.",
+            "base_model": "smollm2-135m-instruct",
+            "input_schema": {"type": "object"},
+            "output_schema": {"type": "object"},
+            "system_prompt": f"You are the {name} specialist.",
+            **fields,
+        }
+    )
+
+
 def builtin_manifest(name: str, /, **changes: Any) -> dict[str, Any]:
     """A built-in specialist's manifest, renamed or changed for a test."""
-    manifest = BUILTINS["entities" if name not in BUILTINS else name].manifest()
+    manifest = BUILTINS["entities" if name not in BUILTINS else name].manifest.document()
     manifest["name"] = name
     manifest.update(changes)
     return manifest
@@ -104,18 +121,17 @@ def copy_adapter(src: Path, dst: Path) -> Path:
 
 async def register_builtins(redis: Any) -> None:
     """Publish the built-in specialists to the catalog as ready, prompt-only records."""
-    from specialists.manifest import Manifest
     from swarm.catalog import SpecialistRecord, put_specialist
 
-    for definition in BUILTINS.values():
-        manifest = Manifest.model_validate(definition.manifest())
+    for builtin in BUILTINS.values():
+        manifest = builtin.manifest
         await put_specialist(
             redis,
             SpecialistRecord(
-                name=definition.name,
+                name=manifest.name,
                 version=manifest.version,
                 status="ready",
                 description=manifest.description,
-                manifest=manifest.model_dump(mode="json"),
+                manifest=manifest,
             ),
         )

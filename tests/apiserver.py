@@ -12,7 +12,6 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from specialists.builtin import BUILTINS
-from specialists.manifest import Manifest
 from swarm.catalog import SpecialistRecord, put_specialist
 from swarm.http.app import create_app
 from swarm.settings import Settings
@@ -28,8 +27,8 @@ async def put_builtins(redis: Redis) -> None:
     await put_specialist(
         redis,
         SpecialistRecord(
-            name="sql", version=sql.version, status="ready", description=sql.description,
-            manifest=Manifest.model_validate(sql.manifest()).model_dump(mode="json"),
+            name="sql", version=sql.manifest.version, status="ready",
+            description=sql.manifest.description, manifest=sql.manifest,
             eval_summary={"exact_match": 0.9},
         ),
     )  # fmt: skip

@@ -98,10 +98,8 @@ def check_steps(task: dict[str, Any]) -> None:
     """Every completed step passed its specialist's validation; a failed one says why."""
     for step in task["steps"]:
         if step["status"] == "completed":
-            definition = BUILTINS[step["specialist"]]
-            assert (
-                definition.check is None or definition.check(step["input"], step["output"]) is None
-            )
+            builtin = BUILTINS[step["specialist"]]
+            assert builtin.check is None or builtin.check(step["input"], step["output"]) is None
             assert step["latency_ms"] > 0 and step["tokens"]["completion"] > 0
             assert 1 <= step["attempts"] <= 3
         if step["status"] == "failed":
@@ -157,7 +155,7 @@ async def test_three_steps_complete_on_real_vllm_with_schema_checked_specialists
     """Copies of the built-ins under other names (so only their schemas check the output)."""
     renamed = {"redact": "pii", "extract": "entities", "query": "sql"}
     for name, builtin in renamed.items():
-        manifest = BUILTINS[builtin].manifest()
+        manifest = BUILTINS[builtin].manifest.document()
         manifest["name"] = name
         manifest["output_schema"] = bounded(manifest["output_schema"])
         write_manifest(vllm_server.adapters_dir / name, manifest)

@@ -1,17 +1,18 @@
 """The built-in specialists: ``sql``, ``pii`` and ``entities``.
 
-Each module defines one specialist's manifest (prompt, schemas, few-shot examples, decoding)
-and the checks that go beyond its JSON schema. The folders in ``adapters/`` ship these
-manifests; until distilled weights land there, each runs prompt-only on the base model.
+Each package holds one specialist: its manifest and the code that goes with it (finish step and
+checks beyond its JSON schema, training-data generator, scorer), as one
+:class:`swarm.manifest.Specialist`. The folders in ``adapters/`` ship these manifests with
+distilled weights.
 """
 
 from __future__ import annotations
 
 from specialists.builtin import entities, pii, sql
-from specialists.builtin.definition import Definition
+from swarm.manifest import Specialist
 
-BUILTINS: dict[str, Definition] = {
-    d.name: d for d in (pii.DEFINITION, entities.DEFINITION, sql.DEFINITION)
+BUILTINS: dict[str, Specialist] = {
+    s.name: s for s in (pii.SPECIALIST, entities.SPECIALIST, sql.SPECIALIST)
 }
 
-__all__ = ["BUILTINS", "Definition"]
+__all__ = ["BUILTINS"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.distill.evaluation import answer
+from swarm.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class Calibration:
 async def calibrate(
     client: Any,
     model: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     examples: Sequence[Any],
     scorer: Any,
     *,

@@ -108,3 +108,14 @@ def split_examples(
         validation=shuffled[n_test : n_test + n_val],
         test=shuffled[:n_test],
     )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file's object (an empty one if the file holds another value)."""
+    value = json.loads(path.read_text(encoding="utf-8"))
+    return value if isinstance(value, dict) else {}
+
+
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as indented JSON, non-ASCII kept, with a final newline."""
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

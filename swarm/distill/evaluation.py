@@ -9,25 +9,30 @@ that were valid JSON of the schema, and latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import random
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from swarm.distill.dataset import Example
+from swarm.manifest import Check, Finish, Manifest, Specialist
 from swarm.serving.attempts import attempt
+from swarm.serving.basemodel import resolve_base_model
 from swarm.serving.modelclient import ModelClient
+from swarm.serving.modelserver import ModelServer
 from swarm.serving.prompting import render_messages
+from swarm.settings import Settings
 
 Prediction = dict[str, Any] | None
+Say = Callable[[str], None]
+EVAL_TIMEOUT_S = 1800.0
+"""How long one request of an evaluation may take: a whole test set is queued at once."""
 Scorer = Callable[[Sequence[Example], Sequence[Prediction]], dict[str, Any]]
-Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
-"""(input, output) -> None if the output is acceptable, else the reason it is not."""
-Finish = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
-"""(input, output) -> the output a specialist returns: its model's, after deterministic repairs
-(``pii`` rebuilds its redacted text from the spans, say)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,11 @@ def exact_match(examples: Sequence[Example], predictions: Sequence[Prediction]) 
     return {"score": round(accuracy, 4), "exact_match": round(accuracy, 4)}
 
 
+def scorer_of(specialist: Specialist) -> Scorer:
+    """The specialist's own scorer, or :func:`exact_match` for one without."""
+    return specialist.scorer or exact_match
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -117,7 +127,7 @@ class Answer:
 async def answer(
     client: ModelClient,
     model: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     examples: Sequence[Example],
     *,
     concurrency: int = 8,
@@ -135,7 +145,6 @@ async def answer(
     (:func:`swarm.serving.attempts.attempt`); one that never passes has no output, and the
     cascade escalates it.
     """
-    decoding = manifest.get("decoding") or {}
     slots = asyncio.Semaphore(max(1, concurrency))
 
     async def one(example: Example) -> Answer:
@@ -149,7 +158,7 @@ async def answer(
             try:
                 done = await attempt(
                     client, model, render_messages(manifest, example.input),
-                    output_schema=manifest["output_schema"], decoding=decoding, apply=apply,
+                    output_schema=manifest.output_schema, decoding=manifest.decoding, apply=apply,
                     retries=retries, logprobs=logprobs,
                 )  # fmt: skip
             finally:
@@ -166,7 +175,7 @@ async def answer(
 async def evaluate(
     client: ModelClient,
     model: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     examples: Sequence[Example],
     scorer: Scorer,
     *,
@@ -254,3 +263,68 @@ def _metric_cell(key: str) -> Callable[[EvalReport], str]:
         return f"{report.metrics.get(key, 0.0):.3f}"
 
     return cell
+
+
+@contextlib.contextmanager
+def model_server(settings: Settings, say: Say) -> Iterator[str]:
+    """The configured vLLM if it answers, else one started for the duration of the block.
+
+    A running server must allow runtime LoRA loading and see this machine's paths (the one
+    ``swarm serve-model`` starts does both).
+    """
+    url = settings.vllm_urls[0]
+
+    async def healthy() -> bool:
+        async with ModelClient(settings, base_url=url, retries=0) as client:
+            return await client.health()
+
+    if asyncio.run(healthy()):
+        say(f"using vLLM at {url}")
+        yield url
+        return
+    say(f"no vLLM at {url}; starting one (30-100 s on CPU)")
+    with ModelServer(settings, model=resolve_base_model(settings, prepare=True)) as server:
+        yield server.url
+
+
+async def evaluate_models(
+    settings: Settings,
+    url: str,
+    specialist: Specialist,
+    examples: list[Example],
+    runs: dict[str, tuple[str, Manifest]],
+    *,
+    adapters: dict[str, Path],
+    concurrency: int = 16,
+) -> dict[str, EvalReport]:
+    """Evaluate each named (model, manifest) run; ``adapters`` are loaded first, then unloaded."""
+    reports: dict[str, EvalReport] = {}
+    # A whole test set is queued at once; on a CPU a request may wait minutes for its turn.
+    timeout = max(settings.model_timeout_s, EVAL_TIMEOUT_S)
+    async with ModelClient(settings, base_url=url, timeout_s=timeout) as client:
+        for lora, path in adapters.items():
+            await client.load_adapter(lora, str(path.resolve()))
+        try:
+            for name, (model, manifest) in runs.items():
+                bar = progress_bar(len(examples), name)
+                try:
+                    reports[name] = await evaluate(
+                        client, model, manifest, examples, scorer_of(specialist),
+                        metric=specialist.metric, check=specialist.check,
+                        finish=specialist.finish,
+                        concurrency=concurrency, on_done=functools.partial(bar.update, 1),
+                    )  # fmt: skip
+                finally:
+                    bar.close()
+        finally:
+            for lora in adapters:
+                with contextlib.suppress(Exception):
+                    await client.unload_adapter(lora)
+    return reports
+
+
+def progress_bar(total: int, what: str) -> Any:
+    """A tqdm bar of examples, gone when closed."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="ex", leave=False)

@@ -22,53 +22,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from swarm.distill.dataset import Example, read_examples, split_examples, write_examples
-from swarm.distill.evaluation import Check, EvalReport, Finish, Scorer, evaluate, markdown_table
+from swarm.distill.dataset import (
+    Example,
+    read_examples,
+    read_json,
+    split_examples,
+    write_examples,
+    write_json,
+)
+from swarm.distill.evalcard import eval_document, labelled_sources, write_eval_report
+from swarm.distill.evaluation import (
+    EvalReport,
+    Say,
+    evaluate_models,
+    markdown_table,
+    model_server,
+    progress_bar,
+)
 from swarm.distill.teacher import LabelCache, Teacher, cache_path
 from swarm.distill.training import TrainConfig, TrainResult, train_lora
 from swarm.errors import ConfigurationError, InvalidData
+from swarm.manifest import Manifest, Specialist
 from swarm.serving.basemodel import packaged, resolve_base_model, served_base_name
-from swarm.serving.modelclient import ModelClient
-from swarm.serving.modelserver import ModelServer
 from swarm.serving.prompting import render_messages
 from swarm.settings import Settings
 
-Generator = Callable[..., list[Example]]
-"""``generate(n, *, seed, heldout)``: synthetic examples with exact gold outputs."""
-Say = Callable[[str], None]
-
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-EVAL_TIMEOUT_S = 1800.0
-
-
-@dataclass(frozen=True)
-class Specialist:
-    """What the pipeline needs to know about one specialist."""
-
-    name: str
-    manifest: dict[str, Any]
-    """Its current manifest; its few-shot examples are used for the base few-shot baseline."""
-    scorer: Scorer
-    metric: str
-    generate: Generator | None = None
-    check: Check | None = None
-    finish: Finish | None = None
-
-    def student_manifest(self) -> dict[str, Any]:
-        """The manifest the student is trained and served with: the same prompt, no few-shot."""
-        return {**self.manifest, "few_shot": []}
 
 
 @dataclass(frozen=True)
@@ -180,7 +170,7 @@ class Pipeline:
                 unlabelled = sum(1 for e in inputs if e.output is None)
                 if unlabelled:
                     raise InvalidData(f"{unlabelled} --labelled examples have no gold 'output'")
-                _write_json(self.run_dir / "sources.json", labelled_sources(o.labelled))
+                write_json(self.run_dir / "sources.json", labelled_sources(o.labelled))
                 where = ", ".join(str(path) for path in o.labelled)
             elif o.data is not None:
                 inputs = read_examples(o.data)
@@ -247,11 +237,13 @@ class Pipeline:
             if o.teacher == "reference"
             else f"{self.settings.teacher_url}#{self.settings.teacher_model}"
         )
-        key = _key("labels", upstream, teacher_id, _digest_json(self.specialist.manifest))
+        key = _key(
+            "labels", upstream, teacher_id, _digest_json(self.specialist.manifest.document())
+        )
         summary_path = self.run_dir / "labels.json"
         with self._stage("labels", key) as done:
             if done:
-                return key, _read_json(summary_path)
+                return key, read_json(summary_path)
             inputs = read_examples(self.run_dir / "inputs.jsonl")
             if o.teacher == "reference":
                 labelled = [e for e in inputs if e.output is not None]
@@ -268,7 +260,7 @@ class Pipeline:
             else:
                 labelled, summary = asyncio.run(self._teacher_labels(inputs))
             write_examples(self.run_dir / "labelled.jsonl", labelled)
-            _write_json(summary_path, summary)
+            write_json(summary_path, summary)
             self.say(f"labels: {_describe(summary)}")
         return key, summary
 
@@ -277,11 +269,11 @@ class Pipeline:
         manifest = self.specialist.manifest
         prompts = [render_messages(manifest, e.input) for e in inputs]
         cache = LabelCache(cache_path(self.settings))
-        bar = _bar(len(prompts), "teacher")
+        bar = progress_bar(len(prompts), "teacher")
         try:
             async with Teacher.from_settings(self.settings, cache=cache) as teacher:
                 labels = await teacher.label_all(
-                    prompts, manifest["output_schema"], on_done=lambda: bar.update(1)
+                    prompts, manifest.output_schema, on_done=lambda: bar.update(1)
                 )
                 stats = teacher.stats
         finally:
@@ -306,7 +298,7 @@ class Pipeline:
         key = _key("split", upstream, o.seed, extra, held_out)
         with self._stage("split", key) as done:
             if done:
-                return key, _read_json(self.run_dir / "split.json")
+                return key, read_json(self.run_dir / "split.json")
             labelled = read_examples(self.run_dir / "labelled.jsonl")
             test_share = 0.0 if held_out else 0.15
             split = split_examples(labelled, validation=0.05, test=test_share, seed=o.seed)
@@ -320,7 +312,7 @@ class Pipeline:
                 write_examples(self.run_dir / f"{name}.jsonl", rows)
             sizes = {"train": len(train), "validation": len(split.validation),
                      "extra_train": len(o.extra_train)}  # fmt: skip
-            _write_json(self.run_dir / "split.json", sizes)
+            write_json(self.run_dir / "split.json", sizes)
             self.say(f"split: {_describe(sizes)}")
         return key, sizes
 
@@ -336,11 +328,11 @@ class Pipeline:
         adapter = self.run_dir / "adapter"
         with self._stage("train", key) as done:
             if done:
-                return key, _read_json(self.run_dir / "training.json")
+                return key, read_json(self.run_dir / "training.json")
             shutil.rmtree(adapter, ignore_errors=True)
             result: TrainResult = train_lora(
                 config,
-                self.specialist.student_manifest(),
+                self.specialist.manifest.without_few_shot(),
                 read_examples(self.run_dir / "train.jsonl"),
                 _read_optional(self.run_dir / "validation.jsonl"),
                 adapter,
@@ -352,8 +344,8 @@ class Pipeline:
             training = {"config": {**config.to_json(), "base_model": served_base_name(
                 self.settings)}, "result": result.__dict__}  # fmt: skip
             if (self.run_dir / "sources.json").is_file():
-                training["sources"] = _read_json(self.run_dir / "sources.json")["sources"]
-            _write_json(self.run_dir / "training.json", training)
+                training["sources"] = read_json(self.run_dir / "sources.json")["sources"]
+            write_json(self.run_dir / "training.json", training)
             self.say(
                 f"train: {result.steps} steps in {result.seconds / 60:.1f} min on "
                 f"{result.device}, loss {result.train_loss} (validation {result.validation_loss})"
@@ -367,7 +359,7 @@ class Pipeline:
         )
         with self._stage("evaluate", key) as done:
             if done:
-                return key, _read_json(self.run_dir / "eval.json")
+                return key, read_json(self.run_dir / "eval.json")
             sets = self._test_sets()
             results: dict[str, dict[str, EvalReport]] = {}
             with model_server(self.settings, self.say) as url:
@@ -385,7 +377,7 @@ class Pipeline:
                     }
                     for name, reports in results.items()
                 }
-                _write_json(self.run_dir / "eval.json", evaluation)
+                write_json(self.run_dir / "eval.json", evaluation)
                 (self.run_dir / "eval.md").write_text(
                     "\n".join(
                         f"## {name}\n\n{markdown_table(reports)}"
@@ -399,16 +391,19 @@ class Pipeline:
         s = self.specialist
         base = served_base_name(self.settings)
         runs = {
-            "student": (lora, s.student_manifest()),
-            "base_zero_shot": (base, s.student_manifest()),
+            "student": (lora, s.manifest.without_few_shot()),
+            "base_zero_shot": (base, s.manifest.without_few_shot()),
             "base_few_shot": (base, s.manifest),
         }
         adapters = {lora: self.run_dir / "adapter"}
         current = self._current_adapter()
         if current is not None:
             # The version being replaced, on the same test set: a new one must do as well.
-            manifest = yaml.safe_load((current / "specialist.yaml").read_text()) or {}
-            runs["current"] = (f"{lora}-current", {**s.student_manifest(), **manifest})
+            shipped = yaml.safe_load((current / "specialist.yaml").read_text()) or {}
+            manifest = Manifest.model_validate(
+                {**s.manifest.without_few_shot().document(), **shipped}
+            )
+            runs["current"] = (f"{lora}-current", manifest)
             adapters[f"{lora}-current"] = current
         return await evaluate_models(
             self.settings, url, s, test, runs, adapters=adapters,
@@ -441,18 +436,24 @@ class Pipeline:
         ):
             self.say(f"package: {self.out_dir} already holds these weights")
             return True
-        manifest = self.specialist.student_manifest()
-        manifest["version"] = bump_version(_current_version(self.out_dir) or manifest["version"])
+        served = self.specialist.manifest.without_few_shot()
+        manifest = served.model_copy(
+            update={
+                "version": bump_version(_current_version(self.out_dir) or served.version),
+                # The base it was trained on, which the registry checks against the served one.
+                "base_model": served_base_name(self.settings),
+            }
+        )
         for file in ADAPTER_FILES:
             shutil.copyfile(adapter / file, self.out_dir / file)
-        _write_json(self.out_dir / "training.json", _read_json(self.run_dir / "training.json"))
-        _write_json(self.out_dir / "eval.json", evaluation)
+        write_json(self.out_dir / "training.json", read_json(self.run_dir / "training.json"))
+        write_json(self.out_dir / "eval.json", evaluation)
         shutil.copyfile(self.run_dir / "eval.md", self.out_dir / "eval.md")
         # The manifest goes last: the registry treats a folder as changed when it changes.
         (self.out_dir / "specialist.yaml").write_text(
-            yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=100)
+            yaml.safe_dump(manifest.document(), sort_keys=False, allow_unicode=True, width=100)
         )
-        self.say(f"package: {self.out_dir} (version {manifest['version']})")
+        self.say(f"package: {self.out_dir} (version {manifest.version})")
         return True
 
     @contextlib.contextmanager
@@ -468,160 +469,6 @@ class Pipeline:
         started = time.monotonic()
         yield False
         marker.write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - started, 1)}))
-
-
-@contextlib.contextmanager
-def model_server(settings: Settings, say: Say) -> Iterator[str]:
-    """The configured vLLM if it answers, else one started for the duration of the block.
-
-    A running server must allow runtime LoRA loading and see this machine's paths (the one
-    ``swarm serve-model`` starts does both).
-    """
-    url = settings.vllm_urls[0]
-
-    async def healthy() -> bool:
-        async with ModelClient(settings, base_url=url, retries=0) as client:
-            return await client.health()
-
-    if asyncio.run(healthy()):
-        say(f"using vLLM at {url}")
-        yield url
-        return
-    say(f"no vLLM at {url}; starting one (30-100 s on CPU)")
-    with ModelServer(settings, model=resolve_base_model(settings, prepare=True)) as server:
-        yield server.url
-
-
-async def evaluate_models(
-    settings: Settings,
-    url: str,
-    specialist: Specialist,
-    examples: list[Example],
-    runs: dict[str, tuple[str, dict[str, Any]]],
-    *,
-    adapters: dict[str, Path],
-    concurrency: int = 16,
-) -> dict[str, EvalReport]:
-    """Evaluate each named (model, manifest) run; ``adapters`` are loaded first, then unloaded."""
-    reports: dict[str, EvalReport] = {}
-    # A whole test set is queued at once; on a CPU a request may wait minutes for its turn.
-    timeout = max(settings.model_timeout_s, EVAL_TIMEOUT_S)
-    async with ModelClient(settings, base_url=url, timeout_s=timeout) as client:
-        for lora, path in adapters.items():
-            await client.load_adapter(lora, str(path.resolve()))
-        try:
-            for name, (model, manifest) in runs.items():
-                bar = _bar(len(examples), name)
-                try:
-                    reports[name] = await evaluate(
-                        client, model, manifest, examples, specialist.scorer,
-                        metric=specialist.metric, check=specialist.check,
-                        finish=specialist.finish,
-                        concurrency=concurrency, on_done=functools.partial(bar.update, 1),
-                    )  # fmt: skip
-                finally:
-                    bar.close()
-        finally:
-            for lora in adapters:
-                with contextlib.suppress(Exception):
-                    await client.unload_adapter(lora)
-    return reports
-
-
-def eval_document(specialist: Specialist, reports: dict[str, EvalReport]) -> dict[str, Any]:
-    """``eval.json``: the metric, then each model's score, latency and details."""
-    document: dict[str, Any] = {"specialist": specialist.name, "metric": specialist.metric}
-    for name, report in reports.items():
-        document[name] = {
-            "score": report.score,
-            "latency_ms_p50": report.latency_ms_p50,
-            "latency_ms_p95": report.latency_ms_p95,
-            "json_validity": report.json_validity,
-            "check_pass": report.check_pass,
-            "examples": report.examples,
-            "interval_95": list(report.interval) if report.interval else None,
-            "metrics": report.metrics,
-        }
-        if report.model_only is not None:
-            document[name]["model_only"] = report.model_only
-    if "student" in reports and "base_few_shot" in reports:
-        base = max(reports["base_zero_shot"].score, reports["base_few_shot"].score)
-        document["student_vs_best_base"] = (
-            round(reports["student"].score / base, 2) if base else None
-        )
-    return document
-
-
-def labelled_sources(paths: tuple[Path, ...]) -> dict[str, Any]:
-    """What each labelled file says of its source (``<file>.sources.json``, written by
-    ``swarm corpus``), in order; a file without one is named by its path alone."""
-    sources: list[Any] = []
-    for path in paths:
-        sidecar = path.with_name(path.name + ".sources.json")
-        if sidecar.is_file():
-            sources.extend(_read_json(sidecar)["sources"])
-        else:
-            sources.append({"name": path.name, "files": [str(path)], "examples": None})
-    return {"sources": sources}
-
-
-def write_eval_report(
-    folder: Path, specialist: Specialist, reports: dict[str, EvalReport]
-) -> dict[str, Any]:
-    """Write ``eval.json`` and ``eval.md`` into ``folder``; returns the ``eval.json`` document."""
-    document = eval_document(specialist, reports)
-    _write_json(folder / "eval.json", document)
-    (folder / "eval.md").write_text(eval_markdown(specialist, reports), encoding="utf-8")
-    return document
-
-
-def add_eval_set(
-    folder: Path,
-    specialist: Specialist,
-    name: str,
-    reports: dict[str, EvalReport],
-    data: Path,
-) -> dict[str, Any]:
-    """Add (or replace) one named test set in ``folder``'s ``eval.json`` and ``eval.md``,
-    keeping the others and the headline (the first set's figures); returns the document."""
-    path = folder / "eval.json"
-    document = _read_json(path) if path.is_file() else {}
-    entry = {**eval_document(specialist, reports), **labelled_sources((data,))}
-    if not document:
-        document = {**eval_document(specialist, reports), "set": name}
-    sets = document.setdefault("sets", {})
-    if not sets and document.get("set") and document["set"] != name:
-        sets[document["set"]] = {k: v for k, v in document.items() if k not in ("set", "sets")}
-    sets[name] = entry
-    _write_json(path, document)
-    notes = folder / "eval.md"
-    kept = notes.read_text(encoding="utf-8") if notes.is_file() else ""
-    section = f"## {name}\n\n{markdown_table(reports)}"
-    heading = f"## {name}\n"
-    if heading in kept:
-        before, _, after = kept.partition(heading)
-        rest = after.split("\n## ", 1)
-        kept = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
-    else:
-        kept = kept.rstrip("\n") + ("\n\n" if kept else "") + section
-    notes.write_text(kept, encoding="utf-8")
-    return document
-
-
-def eval_markdown(specialist: Specialist, reports: dict[str, EvalReport]) -> str:
-    return (
-        f"# `{specialist.name}` evaluation\n\nMetric: {specialist.metric}. Student: the "
-        "distilled LoRA with the plain prompt. Base: the base model with the same prompt, "
-        "zero-shot and with the manifest's few-shot examples."
-        + (
-            " Every row scores the specialist's finished output; the row 'model before finish' "
-            "scores the model's own."
-            if specialist.finish
-            else ""
-        )
-        + "\n\n"
-        + markdown_table(reports)
-    )
 
 
 def bump_version(version: str) -> str:
@@ -640,13 +487,13 @@ def _portable_config(config_path: Path, settings: Settings) -> None:
     """Name the base by its public id, not this machine's path, so the folder travels; and
     sort ``target_modules``, which PEFT writes in a set's order, so retraining the same
     adapter leaves the file the same."""
-    config = _read_json(config_path)
+    config = read_json(config_path)
     base = packaged(settings)
     if base is not None:
         config["base_model_name_or_path"] = base.upstream_id
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
-    _write_json(config_path, config)
+    write_json(config_path, config)
 
 
 def _key(*parts: Any) -> str:
@@ -664,15 +511,6 @@ def _file_digest(path: Path) -> str:
         raise InvalidData(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    value = json.loads(path.read_text(encoding="utf-8"))
-    return value if isinstance(value, dict) else {}
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def _read_optional(path: Path) -> list[Example]:
     if not path.exists() or not path.read_text().strip():
         return []
@@ -681,9 +519,3 @@ def _read_optional(path: Path) -> list[Example]:
 
 def _describe(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict))
-
-
-def _bar(total: int, what: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=what, unit="ex", leave=False)

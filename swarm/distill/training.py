@@ -24,6 +24,7 @@ from typing import Any
 
 from swarm.distill.dataset import Example
 from swarm.errors import ConfigurationError, InvalidData
+from swarm.manifest import Manifest
 from swarm.serving.prompting import render_messages
 
 MAX_RANK = 64
@@ -71,7 +72,7 @@ Progress = Callable[[str], None]
 
 
 def encode(
-    tokenizer: Any, manifest: dict[str, Any], example: Example, max_length: int
+    tokenizer: Any, manifest: Manifest, example: Example, max_length: int
 ) -> dict[str, list[int]] | None:
     """Token ids and labels with the prompt masked; None when longer than ``max_length``."""
     if example.output is None:
@@ -101,7 +102,7 @@ def _ids(encoded: Any) -> list[int]:
 
 def train_lora(
     config: TrainConfig,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     train: Sequence[Example],
     validation: Sequence[Example],
     out_dir: Path,

@@ -27,19 +27,18 @@ def _version() -> str:
 
 def skill(record: SpecialistRecord) -> dict[str, Any]:
     """A ready specialist as an A2A skill."""
-    manifest = record.manifest or {}
     properties = set((record.input_schema.get("properties") or {}).keys())
     text_only = properties == TEXT_INPUT
+    few_shot = record.manifest.few_shot if record.manifest else []
+    keywords = record.manifest.keywords if record.manifest else []
     examples = [
-        str(example["input"].get("text")) if text_only else str(example["input"])
-        for example in manifest.get("few_shot") or []
-        if isinstance(example, dict) and isinstance(example.get("input"), dict)
+        str(example.input.get("text")) if text_only else str(example.input) for example in few_shot
     ]
     return {
         "id": record.name,
         "name": record.name,
         "description": record.description or record.name,
-        "tags": [str(k) for k in manifest.get("keywords") or []] or [record.name],
+        "tags": list(keywords) or [record.name],
         "examples": examples[:3],
         "inputModes": ["text/plain", "application/json"] if text_only else ["application/json"],
         "outputModes": ["application/json"],

@@ -13,13 +13,37 @@ what another error of the model server means: try again, or stop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from swarm.errors import InvalidOutput, ModelBehaviorError, SwarmError
-from swarm.serving.modelclient import ModelClient, attempt_temperature, confidence
+from swarm.manifest import Decoding
+from swarm.serving.modelclient import ModelClient
 from swarm.tracing import span
+
+OUTPUT_RETRIES = 2
+"""Retries of an answer that came back invalid (schema or the specialist's checks)."""
+RETRY_TEMPERATURE = 0.7
+"""Invalid output at temperature 0 would repeat itself; retries sample instead."""
+
+
+def attempt_temperature(temperature: float, attempt: int) -> float:
+    """The temperature of answer ``attempt`` (from 1): as configured first, sampling after."""
+    return temperature if attempt == 1 else max(temperature, RETRY_TEMPERATURE)
+
+
+"""vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
+so for us that is success."""
+
+
+def confidence(logprobs: Sequence[float] | None) -> float | None:
+    """Geometric-mean token probability of an answer; None when no logprobs came back."""
+    if not logprobs:
+        return None
+    return math.exp(sum(logprobs) / len(logprobs))
+
 
 Apply = Callable[[Any], Awaitable[tuple[Any, str | None]]]
 """The specialist's rules on one parsed answer: (finished output, problem or None)."""
@@ -68,7 +92,7 @@ async def attempt(
     messages: Sequence[dict[str, str]],
     *,
     output_schema: dict[str, Any],
-    decoding: dict[str, Any],
+    decoding: Decoding,
     apply: Apply,
     retries: int = 0,
     logprobs: bool = False,
@@ -78,7 +102,7 @@ async def attempt(
     """Answer one step; see the module's docstring. Without ``on_error``, a model-server
     error other than an invalid answer is raised to the caller."""
     done = Attempts()
-    base_temperature = float(decoding.get("temperature", 0.0))
+    base_temperature = decoding.temperature
     for number in range(1, max(0, retries) + 2):
         done.attempts = number
         try:
@@ -88,7 +112,11 @@ async def attempt(
                     list(messages),
                     output_schema=output_schema,
                     temperature=attempt_temperature(base_temperature, number),
-                    max_tokens=int(decoding.get("max_tokens", 256)),
+                    max_tokens=decoding.max_tokens,
+                    top_p=decoding.top_p,
+                    # Each attempt its own seed: a retry that sampled the same tokens again
+                    # would be no retry.
+                    seed=None if decoding.seed is None else decoding.seed + number - 1,
                     logprobs=logprobs,
                     timeout_s=timeout_s() if timeout_s is not None else None,
                 )

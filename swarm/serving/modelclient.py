@@ -28,11 +28,9 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import aiohttp
 
 from swarm.errors import (
     ConfigurationError,
@@ -43,6 +41,7 @@ from swarm.errors import (
     UserError,
 )
 from swarm.schemas import schema_problem
+from swarm.serving.transport import Broken, CannotConnect, Http, TimedOut, answer_detail
 from swarm.settings import Settings
 
 T = TypeVar("T")
@@ -58,22 +57,7 @@ REPLICA_REFRESH_S = 5.0
 """How long what a replica's ``/v1/models`` said is trusted before it is read again."""
 REPLICA_DOWN_S = 10.0
 """How long a replica that refused a connection is passed over (unless every one is)."""
-MAX_CONNECTIONS = 100
-"""Connections one client keeps to all model servers together (calls beyond wait for one)."""
 ALREADY_LOADED = "has already been loaded"
-OUTPUT_RETRIES = 2
-"""Retries of an answer that came back invalid (schema or the specialist's checks)."""
-RETRY_TEMPERATURE = 0.7
-"""Invalid output at temperature 0 would repeat itself; retries sample instead."""
-
-
-def attempt_temperature(temperature: float, attempt: int) -> float:
-    """The temperature of answer ``attempt`` (from 1): as configured first, sampling after."""
-    return temperature if attempt == 1 else max(temperature, RETRY_TEMPERATURE)
-
-
-"""vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
-so for us that is success."""
 
 
 @dataclass(frozen=True)
@@ -128,80 +112,6 @@ class _Replica:
     """Passed over until then (monotonic clock), after it refused a connection."""
 
 
-@dataclass(frozen=True)
-class _Answer:
-    """One HTTP answer, read whole."""
-
-    status_code: int
-    content_type: str
-    content: bytes
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-
-class _CannotConnect(Exception):
-    """No connection could be made (refused, unresolvable, connect timeout, pool exhausted)."""
-
-
-class _TimedOut(Exception):
-    """Connected, but the answer did not come within the timeout."""
-
-
-class _Broken(Exception):
-    """The connection failed mid-request (reset, closed by a restarting server)."""
-
-
-class _Http:
-    """The model client's HTTP: aiohttp, one session per event loop, answers read whole.
-
-    Not httpx, which the rest of swarm uses: every step makes one model call, and under
-    concurrency httpx spent about 3 ms of CPU per call on its connection pool's bookkeeping,
-    ten times what aiohttp spends (``bench/overhead.py``; docs/benchmarks.md). A session
-    belongs to the event loop that made it, so a client used from a new loop gets a new one.
-    """
-
-    def __init__(self, headers: dict[str, str]) -> None:
-        self._headers = headers
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _current(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers, connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
-            )
-            self._loop = loop
-        return self._session
-
-    async def send(self, method: str, url: str, body: Any = None, *, timeout_s: float) -> _Answer:
-        """One request; raises ``_CannotConnect``, ``_TimedOut`` or ``_Broken``."""
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        try:
-            async with self._current().request(method, url, json=body, timeout=timeout) as response:
-                content = await response.read()
-                return _Answer(response.status, response.headers.get("content-type", ""), content)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise _CannotConnect(f"{type(exc).__name__}: {exc}") from exc
-        except TimeoutError as exc:
-            raise _TimedOut(str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise _Broken(f"{type(exc).__name__}: {exc}") from exc
-
-    async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is None or session.closed:
-            return
-        with contextlib.suppress(RuntimeError):
-            if self._loop is asyncio.get_running_loop():
-                await session.close()
-
-
 class ModelClient:
     """Chat completions and LoRA management against one or more OpenAI-compatible servers.
 
@@ -229,7 +139,7 @@ class ModelClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.retries = settings.model_retries if retries is None else retries
         self.timeout_s = settings.model_timeout_s if timeout_s is None else timeout_s
-        self._http = _Http(headers)
+        self._http = Http(headers)
         self._replicas = {url: _Replica(url) for url in self.urls}
         self._turn = 0  # breaks ties between equally busy replicas in turn
         self._refreshed_at = -math.inf
@@ -421,7 +331,7 @@ class ModelClient:
                 answer = await self._http.send(
                     "GET", f"{url}/health", timeout_s=min(HEALTH_TIMEOUT_S, self.timeout_s)
                 )
-            except (_CannotConnect, _TimedOut, _Broken):
+            except (CannotConnect, TimedOut, Broken):
                 return False
             return answer.status_code == 200
 
@@ -494,10 +404,10 @@ class ModelClient:
                     timeout_s=min(HEALTH_TIMEOUT_S, self.timeout_s),
                 )
                 names = {str(m["id"]) for m in answer.json()["data"]}
-            except _CannotConnect:
+            except CannotConnect:
                 replica.down_until = time.monotonic() + REPLICA_DOWN_S
                 return
-            except (_TimedOut, _Broken, ValueError, KeyError, TypeError):
+            except (TimedOut, Broken, ValueError, KeyError, TypeError):
                 return  # busy, or answering oddly: keep what we knew
             replica.models = names
             replica.down_until = 0.0
@@ -559,15 +469,15 @@ class ModelClient:
             replica.in_flight += 1
             try:
                 response = await self._http.send(method, url, body, timeout_s=timeout)
-            except _CannotConnect as exc:
+            except CannotConnect as exc:
                 last = f"cannot connect to {target}: {exc}"
                 failed.add(target)
                 if several:  # pass it over for a while; other calls go elsewhere too
                     replica.down_until = time.monotonic() + REPLICA_DOWN_S
                 continue
-            except _TimedOut as exc:
+            except TimedOut as exc:
                 raise ModelUnavailable(f"{url} timed out after {timeout:g}s") from exc
-            except _Broken as exc:
+            except Broken as exc:
                 # The connection broke mid-request (server restart, reset): worth a retry.
                 last = f"connection to {target} failed: {exc}"
                 failed.add(target)
@@ -575,7 +485,7 @@ class ModelClient:
             finally:
                 replica.in_flight -= 1
             if response.status_code in retry_status:
-                last = f"{url} answered {response.status_code}: {_detail(response)}"
+                last = f"{url} answered {response.status_code}: {answer_detail(response)}"
                 failed.add(target)
                 continue
             if response.status_code == 404 and model and several and base is None:
@@ -583,11 +493,11 @@ class ModelClient:
                 replica.models.discard(model)
                 others = [r for r in self._replicas.values() if r.url not in tried]
                 if any(model in r.models for r in others):
-                    last = f"{url} answered 404: {_detail(response)}"
+                    last = f"{url} answered 404: {answer_detail(response)}"
                     failed.add(target)
                     continue
             if response.status_code >= 400:
-                refused = _Refused(url, response.status_code, _detail(response), body)
+                refused = _Refused(url, response.status_code, answer_detail(response), body)
                 if raw_refusals and response.status_code not in (401, 403):
                     raise refused
                 raise refused.translated()
@@ -626,22 +536,3 @@ class _Refused(Exception):
             return ModelUnavailable(f"{self.url} failed ({self.status}): {self.detail}")
         # No URL here: this reason reaches the task's caller, and the address is internal.
         return UserError(f"the model server refused the request ({self.status}): {self.detail}")
-
-
-def _detail(response: _Answer) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        return str(data["error"].get("message", data))[:300]
-    if isinstance(data, dict) and "detail" in data:
-        return str(data["detail"])[:300]
-    return str(data)[:300]
-
-
-def confidence(logprobs: Sequence[float] | None) -> float | None:
-    """Geometric-mean token probability of an answer; None when no logprobs came back."""
-    if not logprobs:
-        return None
-    return math.exp(sum(logprobs) / len(logprobs))

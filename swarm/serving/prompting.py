@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from swarm.manifest import Manifest
 
-def render_messages(manifest: dict[str, Any], step_input: dict[str, Any]) -> list[dict[str, str]]:
+
+def render_messages(manifest: Manifest, step_input: dict[str, Any]) -> list[dict[str, str]]:
     """System prompt, few-shot turns, then the input as JSON: the chat the model sees."""
-    messages = [{"role": "system", "content": str(manifest.get("system_prompt", ""))}]
-    for example in manifest.get("few_shot") or []:
-        messages.append({"role": "user", "content": json.dumps(example["input"])})
-        messages.append({"role": "assistant", "content": json.dumps(example["output"])})
+    messages = [{"role": "system", "content": manifest.system_prompt}]
+    for example in manifest.few_shot:
+        messages.append({"role": "user", "content": json.dumps(example.input)})
+        messages.append({"role": "assistant", "content": json.dumps(example.output)})
     messages.append({"role": "user", "content": json.dumps(step_input, ensure_ascii=False)})
     return messages

@@ -34,6 +34,7 @@ from swarm.messages import (
 from swarm.settings import Settings
 from swarm.tasks import StepRecord, TaskRecord, TaskStore
 
+from adapterfactory import manifest_of
 from redisfixture import TEST_REDIS_URL
 
 SETTINGS = Settings(redis_url=TEST_REDIS_URL, heartbeat_timeout_s=1.5, max_deliveries=5)
@@ -61,14 +62,13 @@ def spec_record(
         version="1.0.0",
         status="ready",
         description=f"The {name} specialist.",
-        manifest={
-            "name": name,
-            "description": f"The {name} specialist.",
-            "input_schema": schema(inputs),
-            "output_schema": schema(outputs),
-            "keywords": keywords or [],
-            "handoff": handoff or {},
-        },
+        manifest=manifest_of(
+            name,
+            input_schema=schema(inputs),
+            output_schema=schema(outputs),
+            keywords=keywords or [],
+            handoff=handoff or {},
+        ),
     )
 
 

@@ -12,6 +12,8 @@ from orchestrator.planner import ModelPlanner, RulePlanner, chain
 from swarm.catalog import SpecialistRecord
 from swarm.errors import InvalidOutput, InvalidPlan, ModelUnavailable
 
+from adapterfactory import manifest_of
+
 TEXT_IN = {
     "type": "object",
     "properties": {"text": {"type": "string"}},
@@ -39,13 +41,13 @@ def record(
             "status": status,
             "description": description,
             "reason": None if status == "ready" else "broken weights",
-            "manifest": {
-                "description": description,
-                "keywords": keywords or [],
-                "input_schema": input_schema,
-                "output_schema": {"type": "object"},
+            "manifest": manifest_of(
+                name,
+                description=description,
+                keywords=keywords or [],
+                input_schema=input_schema,
                 **manifest,
-            },
+            ),
         }
     )
 

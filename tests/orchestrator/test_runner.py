@@ -51,7 +51,7 @@ SQL_FIELDS = {"question": "How many customers?", "schema": "CREATE TABLE custome
 def model_reply(body: dict[str, Any]) -> tuple[int, Any]:
     """Answer as the specialist whose system prompt this is."""
     system = body["messages"][0]["content"]
-    name = next(n for n, d in BUILTINS.items() if d.system_prompt == system)
+    name = next(n for n, d in BUILTINS.items() if d.manifest.system_prompt == system)
     return 200, completion(json.dumps(OUTPUTS[name]))
 
 
@@ -239,7 +239,7 @@ async def test_a_failed_step_fails_the_task(redis: Redis) -> None:
 
     def reply(body: dict[str, Any]) -> tuple[int, Any]:
         system = body["messages"][0]["content"]
-        name = next(n for n, d in BUILTINS.items() if d.system_prompt == system)
+        name = next(n for n, d in BUILTINS.items() if d.manifest.system_prompt == system)
         return 200, completion(json.dumps(bad[name]))
 
     with openai_stub(reply, free_port()) as stub:

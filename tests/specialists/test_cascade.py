@@ -11,10 +11,11 @@ import pytest
 from redis.asyncio import Redis
 
 from specialists.builtin import BUILTINS
-from specialists.cascade import Policy, confidence, read_escalations
-from specialists.manifest import Manifest
+from specialists.cascade import read_escalations
 from swarm import names
 from swarm.catalog import SpecialistRecord, put_specialist
+from swarm.manifest import Escalation, Manifest
+from swarm.serving.attempts import confidence
 from swarm.settings import Settings
 
 from conftest import free_port
@@ -40,7 +41,9 @@ def answer(content: str, *, logprob: float | None = None) -> Reply:
 
 
 async def register_sql(redis: Redis, **escalation: Any) -> None:
-    manifest = Manifest.model_validate({**BUILTINS["sql"].manifest(), "escalation": escalation})
+    manifest = Manifest.model_validate(
+        {**BUILTINS["sql"].manifest.document(), "escalation": escalation}
+    )
     await put_specialist(
         redis,
         SpecialistRecord(
@@ -48,7 +51,7 @@ async def register_sql(redis: Redis, **escalation: Any) -> None:
             version="0.1.0",
             status="ready",
             description="sql",
-            manifest=manifest.model_dump(mode="json"),
+            manifest=manifest,
         ),
     )
 
@@ -82,7 +85,7 @@ async def test_invalid_output_escalates_to_the_teacher_with_the_same_schema(
     assert result.escalation_reason is not None
     assert result.escalation_reason.startswith("invalid output after 3 attempt(s)")
     assert teacher.requests[0]["response_format"]["json_schema"]["schema"] == (
-        BUILTINS["sql"].output_schema
+        BUILTINS["sql"].manifest.output_schema
     )
     # By hand: the student ran 3 times at 11 + 7 tokens ($1e-6 each) = $54e-6; the teacher
     # charged 11 x $2/M + 7 x $10/M = $92e-6. All-teacher: the teacher's own call, $92e-6.
@@ -158,14 +161,14 @@ def test_confidence_and_policy_rules() -> None:
     assert confidence(None) is None and confidence([]) is None
     assert confidence([0.0, 0.0]) == 1.0
     assert confidence([-1.0, -3.0]) == pytest.approx(0.1353, abs=1e-4)
-    policy = Policy.of({"escalation": {"min_confidence": 0.8, "max_input_chars": 15}})
+    policy = Escalation(min_confidence=0.8, max_input_chars=15)
     assert policy.before({"text": "short"}) is None
     assert policy.before({"text": "sixteen chars!!!"}) == (
         "input is 16 characters, over max_input_chars=15"
     )
     assert policy.after_valid(0.9) is None and policy.after_valid(None) is None
     assert policy.after_valid(0.5) == "confidence 0.500 below min_confidence=0.8"
-    assert Policy.of({}).on_invalid_output is True
+    assert Escalation().on_invalid_output is True
 
 
 async def test_past_the_daily_teacher_budget_steps_fail_instead_of_escalating(

@@ -14,25 +14,20 @@ from typing import Any
 import pytest
 import yaml
 
+from specialists.builtin import BUILTINS
 from specialists.builtin.sql import data as sqldata
 from specialists.cascade import Cascade, read_escalations
 from specialists.distillation import find_specialist
 from specialists.folders import safetensors_header, validate_adapter_folder
-from specialists.manifest import load_manifest
 from swarm import names
 from swarm.connections import connect
 from swarm.distill.dataset import Example, read_examples, write_examples
+from swarm.distill.evalcard import add_eval_set, eval_document, eval_markdown
 from swarm.distill.evaluation import EvalReport
-from swarm.distill.pipeline import (
-    DistillOptions,
-    Pipeline,
-    add_eval_set,
-    bump_version,
-    eval_document,
-    eval_markdown,
-)
+from swarm.distill.pipeline import DistillOptions, Pipeline, bump_version
 from swarm.distill.training import TrainConfig
 from swarm.errors import ConfigurationError, UnknownSpecialist
+from swarm.manifest import load_manifest
 from swarm.serving.basemodel import UPSTREAM_ID
 from swarm.settings import Settings
 
@@ -182,6 +177,28 @@ def test_a_worse_version_is_not_packaged(tmp_path: Path) -> None:
     ]
 
 
+def test_a_packaged_manifest_names_the_base_it_was_trained_on(tmp_path: Path) -> None:
+    """Trained on another base than the built-in's, the folder says so, or the registry would
+    load it onto the wrong one."""
+    settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters", base_model="gemma3-270m")
+    run_dir, out = tmp_path / "run", tmp_path / "adapters" / "sql"
+    (run_dir / "adapter").mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (run_dir / "adapter" / name).write_bytes(b"{}")
+    (run_dir / "training.json").write_text("{}")
+    (run_dir / "eval.md").write_text("# eval")
+    pipeline = Pipeline(
+        settings,
+        find_specialist("sql", settings),
+        DistillOptions(teacher="reference", out_dir=out, run_dir=run_dir),
+        say=lambda _line: None,
+    )
+    assert pipeline._package("key", {"student": {"score": 0.5}}) is True
+    manifest = load_manifest(out)
+    assert manifest.base_model == "gemma3-270m" != BUILTINS["sql"].manifest.base_model
+    assert manifest.version == "0.2.0" and manifest.few_shot == []
+
+
 def test_a_changed_generator_is_not_served_from_the_cache(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters")
     spec = find_specialist("sql", settings)
@@ -262,7 +279,7 @@ def test_unknown_specialist_and_missing_teacher_are_clear(tmp_path: Path) -> Non
         Pipeline(settings, spec, DistillOptions(teacher="gpt"), say=print)
     custom = tmp_path / "adapters" / "notes"
     custom.mkdir(parents=True)
-    manifest = {**spec.manifest, "name": "notes"}
+    manifest = {**spec.manifest.document(), "name": "notes"}
     (custom / "specialist.yaml").write_text(yaml.safe_dump(manifest))
     notes = find_specialist("notes", settings)
     assert notes.metric == "exact_match" and notes.generate is None

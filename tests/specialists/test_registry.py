@@ -324,7 +324,7 @@ async def test_catalog_follows_the_folder_without_vllm(
         assert {n: r.status for n, r in changed.items()} == {"broken": "rejected", "plain": "ready"}
         plain = await get_specialist(redis, "plain")
         assert plain is not None and plain.lora_name is None and plain.version == "0.1.0"
-        assert plain.manifest is not None and plain.manifest["name"] == "plain"
+        assert plain.manifest is not None and plain.manifest.name == "plain"
         broken = await get_specialist(redis, "broken")
         assert broken is not None and "unknown key 'colour'" in (broken.reason or "")
         announced = {await _next_message(pubsub), await _next_message(pubsub)}

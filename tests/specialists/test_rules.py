@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from specialists.builtin import BUILTINS
-from specialists.builtin.definition import pattern
+from specialists.builtin.text import pattern
 from specialists.rules import InputTooLong, RuleRunner, apply_rules
 from swarm.errors import RuleBudgetExceeded
 
@@ -81,7 +81,7 @@ def test_pattern_leaves_literals_and_classes_alone(source: str) -> None:
 def test_the_42_byte_phone_number_is_read_at_once() -> None:
     # Once "(?:[ ./-]?\(?\d+\)?)+" took time doubling with each digit: 34 digits hung a worker.
     started = time.perf_counter()
-    apply_rules("pii", BUILTINS["pii"].output_schema, {"text": "Call +1" + "1" * 34 + "x"},
+    apply_rules("pii", BUILTINS["pii"].manifest.output_schema, {"text": "Call +1" + "1" * 34 + "x"},
                 {"redacted_text": "Call [PHONE]", "spans": []})  # fmt: skip
     assert time.perf_counter() - started < 0.1
 
@@ -110,7 +110,7 @@ def _input(name: str, text: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_every_adversarial_input_ends_within_the_budget(name: str) -> None:
     assert len(UNITS) * len(PREFIXES) > 200
-    schema = BUILTINS[name].output_schema
+    schema = BUILTINS[name].manifest.output_schema
     slowest = (0.0, "")
     # Every unit, after the two prefixes that reach most rules; 100 KB each.
     for text in corpus(SIZE, prefixes=("", "I moved to ")):
@@ -123,7 +123,7 @@ def test_every_adversarial_input_ends_within_the_budget(name: str) -> None:
 
 async def test_a_runner_past_its_budget_kills_the_rules_and_serves_the_next_call() -> None:
     runner = RuleRunner(budget_s=0.05, processes=1, max_input_chars=10**6)
-    schema = BUILTINS["pii"].output_schema
+    schema = BUILTINS["pii"].manifest.output_schema
     try:
         slow = {"text": "I moved to " + "12 Main St, " * 20_000}  # seconds of address reading
         with pytest.raises(RuleBudgetExceeded, match=r"ran past their 0\.05 s budget"):

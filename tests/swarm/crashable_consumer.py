@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from swarm.bus import Bus, Delivery
+from swarm.bus import Bus
 from swarm.connections import connect
+from swarm.consumer import Consumer, Delivery
 from swarm.settings import Settings
 
 
@@ -23,7 +24,7 @@ async def main() -> None:
         await asyncio.sleep(float(work_s))
         await redis.rpush("test:finished", f"{name}:{delivery.envelope.id}")
 
-    await bus.consumer([stream], group, handler, name=name).run()
+    await Consumer.of(bus, [stream], group, handler, name=name).run()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from swarm import names
-from swarm.bus import HANDLED, PAYLOAD_FIELD, Bus, Consumer, Delivery, Reject, wait_until
+from swarm.bus import PAYLOAD_FIELD, Bus
+from swarm.consumer import HANDLED, Consumer, Delivery, Reject, wait_until
 from swarm.messages import Cancel, Envelope, TaskEvent, envelope
 from swarm.settings import Settings
 from swarm.tasks import TaskRecord, TaskStore
@@ -54,7 +55,7 @@ async def pending(redis: Redis) -> int:
 
 
 def start(bus: Bus, handler: Recorder, **kwargs: object) -> Consumer:
-    consumer = bus.consumer([STREAM], GROUP, handler, **kwargs)  # type: ignore[arg-type]
+    consumer = Consumer.of(bus, [STREAM], GROUP, handler, **kwargs)  # type: ignore[arg-type]
     consumer.start()
     return consumer
 
@@ -313,7 +314,7 @@ async def test_a_handler_can_reject_a_message_outright(
     async def reject(delivery: Delivery) -> None:
         raise Reject("specialist 'nope' is not registered")
 
-    consumer = bus.consumer([STREAM], GROUP, reject)
+    consumer = Consumer.of(bus, [STREAM], GROUP, reject)
     consumer.start()
     await bus.publish(STREAM, envelope("t1", Cancel()))
     assert await wait_until(lambda: _xlen(redis, names.DEAD_LETTER_STREAM, 1), 5)
@@ -382,7 +383,7 @@ async def test_concurrency_is_bounded(redis: Redis, bus_settings: Settings) -> N
         await asyncio.sleep(0.05)
         running -= 1
 
-    consumer = bus.consumer([STREAM], GROUP, handler, concurrency=3)
+    consumer = Consumer.of(bus, [STREAM], GROUP, handler, concurrency=3)
     consumer.start()
     for i in range(12):
         await bus.publish(STREAM, envelope(f"t{i}", Cancel()))
@@ -410,7 +411,6 @@ async def test_handlers_that_finish_together_are_settled_in_one_round_trip(
     redis: Redis, bus_settings: Settings
 ) -> None:
     bus = Bus(redis, settings=bus_settings)
-    settle = bus.settle_script = CountingScript(bus.settle_script)  # type: ignore[method-assign]
     release = asyncio.Event()
     arrived = 0
 
@@ -419,7 +419,8 @@ async def test_handlers_that_finish_together_are_settled_in_one_round_trip(
         arrived += 1
         await release.wait()
 
-    consumer = bus.consumer([STREAM], GROUP, handler, concurrency=20)
+    consumer = Consumer.of(bus, [STREAM], GROUP, handler, concurrency=20)
+    settle = consumer.settle_script = CountingScript(consumer.settle_script)
     consumer.start()
     messages = [envelope(f"t{i}", Cancel()) for i in range(20)]
     for message in messages:
@@ -439,9 +440,10 @@ async def test_a_settle_that_fails_leaves_its_entries_pending_until_one_succeeds
     redis: Redis, bus_settings: Settings
 ) -> None:
     bus = Bus(redis, settings=bus_settings)
-    settle = bus.settle_script = CountingScript(bus.settle_script, fail=1)  # type: ignore[method-assign]
     handler = Recorder(redis)
-    consumer = start(bus, handler)
+    consumer = Consumer.of(bus, [STREAM], GROUP, handler)
+    settle = consumer.settle_script = CountingScript(consumer.settle_script, fail=1)
+    consumer.start()
     message = envelope("t1", Cancel())
     await bus.publish(STREAM, message)
     assert await wait_until(lambda: _true(len(settle.calls) == 1), 10)

@@ -13,6 +13,8 @@ from swarm.handoff import (
 )
 from swarm.messages import StepSpec
 
+from adapterfactory import manifest_of
+
 TEXT_IN = {"type": "object", "properties": {"text": {"type": "string", "minLength": 1}}}
 
 
@@ -26,11 +28,12 @@ def record(
         name=name,
         status="ready",
         description=name,
-        manifest={
-            "input_schema": input_schema,
-            "output_schema": output_schema or {"type": "object"},
+        manifest=manifest_of(
+            name,
+            input_schema=input_schema,
+            output_schema=output_schema or {"type": "object"},
             **manifest,
-        },
+        ),
     )
 
 

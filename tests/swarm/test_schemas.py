@@ -42,15 +42,21 @@ def test_a_schema_that_is_not_json_schema_is_refused() -> None:
 
 # Every built-in schema, and instances on both sides of each rule they use.
 VERDICT_CASES = [
-    (BUILTINS["pii"].output_schema, {"redacted_text": "[EMAIL]", "spans": []}),
-    (BUILTINS["pii"].output_schema, {"redacted_text": "x", "spans": [{"text": 1}]}),
-    (BUILTINS["pii"].output_schema, {"redacted_text": "x", "spans": [], "extra": 1}),
-    (BUILTINS["entities"].output_schema, {"entities": [{"text": "Acme", "type": "ORGANIZATION"}]}),
-    (BUILTINS["entities"].output_schema, {"entities": [{"text": "Acme", "type": "NOT_A_TYPE"}]}),
-    (BUILTINS["sql"].output_schema, {"sql": "SELECT 1"}),
-    (BUILTINS["sql"].output_schema, {"sql": None}),
-    (BUILTINS["sql"].input_schema, {"question": "q", "schema": "CREATE TABLE t (a INT);"}),
-    (BUILTINS["sql"].input_schema, {"question": "q"}),
+    (BUILTINS["pii"].manifest.output_schema, {"redacted_text": "[EMAIL]", "spans": []}),
+    (BUILTINS["pii"].manifest.output_schema, {"redacted_text": "x", "spans": [{"text": 1}]}),
+    (BUILTINS["pii"].manifest.output_schema, {"redacted_text": "x", "spans": [], "extra": 1}),
+    (
+        BUILTINS["entities"].manifest.output_schema,
+        {"entities": [{"text": "Acme", "type": "ORGANIZATION"}]},
+    ),
+    (
+        BUILTINS["entities"].manifest.output_schema,
+        {"entities": [{"text": "Acme", "type": "NOT_A_TYPE"}]},
+    ),
+    (BUILTINS["sql"].manifest.output_schema, {"sql": "SELECT 1"}),
+    (BUILTINS["sql"].manifest.output_schema, {"sql": None}),
+    (BUILTINS["sql"].manifest.input_schema, {"question": "q", "schema": "CREATE TABLE t (a INT);"}),
+    (BUILTINS["sql"].manifest.input_schema, {"question": "q"}),
     ({"type": "string", "pattern": "^[A-Z]{2}$"}, "DE"),
     ({"type": "string", "pattern": "^[A-Z]{2}$"}, "de"),
     ({"type": "string", "format": "email"}, "not an email"),  # formats only annotate

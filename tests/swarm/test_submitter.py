@@ -26,6 +26,7 @@ from swarm.settings import Settings
 from swarm.submitter import EventParser, ServerEvent, describe, follow_events, submit_and_follow
 from swarm.tasks import TaskRecord, TaskStore
 
+from adapterfactory import manifest_of
 from apiserver import api_server
 from conftest import free_port
 from redisfixture import TEST_REDIS_URL
@@ -106,7 +107,9 @@ def _quiet() -> contextlib.suppress:
 async def api(redis: Redis) -> AsyncIterator[tuple[str, int]]:
     await put_specialist(
         redis,
-        SpecialistRecord(name="pii", status="ready", manifest={"input_schema": PII_SCHEMA}),
+        SpecialistRecord(
+            name="pii", status="ready", manifest=manifest_of("pii", input_schema=PII_SCHEMA)
+        ),
     )
     port = free_port()
     with api_server(Settings(redis_url=TEST_REDIS_URL, vllm_urls=[]), port) as url:
@@ -302,7 +305,9 @@ def short_stream_api(redis_url: str, port: int) -> contextlib.AbstractContextMan
 async def test_a_step_quieter_than_every_reconnect_is_followed_to_its_end(redis: Redis) -> None:
     await put_specialist(
         redis,
-        SpecialistRecord(name="pii", status="ready", manifest={"input_schema": PII_SCHEMA}),
+        SpecialistRecord(
+            name="pii", status="ready", manifest=manifest_of("pii", input_schema=PII_SCHEMA)
+        ),
     )
     with short_stream_api(TEST_REDIS_URL, free_port()) as url:
         task_id = await asyncio.to_thread(
@@ -346,7 +351,9 @@ async def test_a_step_quieter_than_every_reconnect_is_followed_to_its_end(redis:
 async def test_the_same_interruption_is_said_once_until_an_event_comes(redis: Redis) -> None:
     await put_specialist(
         redis,
-        SpecialistRecord(name="pii", status="ready", manifest={"input_schema": PII_SCHEMA}),
+        SpecialistRecord(
+            name="pii", status="ready", manifest=manifest_of("pii", input_schema=PII_SCHEMA)
+        ),
     )
     with short_stream_api(TEST_REDIS_URL, free_port()) as url:
         lines: list[str] = []

@@ -1,5 +1,5 @@
 """The built-in ``entities`` specialist."""
 
-from specialists.builtin.entities.definition import DEFINITION
+from specialists.builtin.entities.definition import SPECIALIST
 
-__all__ = ["DEFINITION"]
+__all__ = ["SPECIALIST"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from specialists.builtin.definition import (
+from specialists.builtin.text import (
     MONTH,
     WEEKDAY,
     as_written,

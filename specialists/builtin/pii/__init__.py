@@ -1,5 +1,5 @@
 """The built-in ``pii`` specialist."""
 
-from specialists.builtin.pii.definition import DEFINITION
+from specialists.builtin.pii.definition import SPECIALIST
 
-__all__ = ["DEFINITION"]
+__all__ = ["SPECIALIST"]

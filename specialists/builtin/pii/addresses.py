@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from specialists.builtin.definition import MONTH_NAMES, WEEKDAY, pattern
+from specialists.builtin.text import MONTH_NAMES, WEEKDAY, pattern
 
 UPPER = "A-ZÀ-ÖØ-Þ"
 APOSTROPHES = "'\u2019"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 
-from specialists.builtin.definition import pattern
+from specialists.builtin.text import pattern
 
 DELIMITERS = ",;\t|"
 COLUMN_NAME = pattern(r"[A-Za-z][A-Za-z0-9_.-]*(?: [A-Za-z0-9_.-]+){0,2}")

@@ -8,15 +8,15 @@ from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
-from specialists.builtin.definition import (
+from specialists.builtin.pii.addresses import INTRODUCING, find_addresses
+from specialists.builtin.pii.columns import typed_cells
+from specialists.builtin.text import (
     MONTH,
     as_written,
     miscopied,
     pattern,
     quoted_items,
 )
-from specialists.builtin.pii.addresses import INTRODUCING, find_addresses
-from specialists.builtin.pii.columns import typed_cells
 
 PII_TYPES = (
     "PERSON",

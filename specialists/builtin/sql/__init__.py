@@ -1,5 +1,5 @@
 """The built-in ``sql`` specialist."""
 
-from specialists.builtin.sql.definition import DEFINITION
+from specialists.builtin.sql.definition import SPECIALIST
 
-__all__ = ["DEFINITION"]
+__all__ = ["SPECIALIST"]

@@ -24,13 +24,13 @@ GENERATORS = {"pii": piidata.generate, "entities": entitydata.generate, "sql": s
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 @pytest.mark.parametrize("heldout", [False, True])
 def test_gold_outputs_fit_the_schemas_and_pass_the_checks(name: str, heldout: bool) -> None:
-    definition = BUILTINS[name]
+    builtin = BUILTINS[name]
     for example in GENERATORS[name](60, seed=3, heldout=heldout):
-        jsonschema.validate(example.input, definition.input_schema)
-        jsonschema.validate(example.output, definition.output_schema)
+        jsonschema.validate(example.input, builtin.manifest.input_schema)
+        jsonschema.validate(example.output, builtin.manifest.output_schema)
         assert example.output is not None
-        if definition.check is not None:
-            assert definition.check(example.input, example.output) is None, example
+        if builtin.check is not None:
+            assert builtin.check(example.input, example.output) is None, example
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
@@ -141,11 +141,11 @@ def test_entities_training_covers_many_shapes() -> None:
 
 def test_pii_training_formats_are_varied_and_spans_exact() -> None:
     examples = piidata.generate(1500, seed=7)
-    definition = BUILTINS["pii"]
-    assert definition.check is not None
+    builtin = BUILTINS["pii"]
+    assert builtin.check is not None
     for example in examples:
         assert example.output is not None
-        assert definition.check(example.input, example.output) is None, example
+        assert builtin.check(example.input, example.output) is None, example
         for span in example.output["spans"]:
             assert span["text"] in example.input["text"]
     assert any(not e.output["spans"] for e in examples if e.output is not None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from swarm.distill.calibration import Point, choose, plot, sweep, table
-from swarm.serving.modelclient import confidence
+from swarm.serving.attempts import confidence
 
 # Four answers: two sure and right, one unsure and wrong, one invalid (no confidence).
 CONFIDENCES = [0.9, 0.8, 0.3, None]

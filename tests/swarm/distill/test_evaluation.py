@@ -9,21 +9,25 @@ from typing import Any
 from swarm.distill.calibration import calibrate
 from swarm.distill.dataset import Example
 from swarm.distill.evaluation import answer, evaluate, exact_match
-from swarm.serving.modelclient import RETRY_TEMPERATURE, ModelClient
+from swarm.manifest import Decoding
+from swarm.serving.attempts import RETRY_TEMPERATURE
+from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 
+from adapterfactory import manifest_of
 from conftest import free_port
 from openaistub import completion, openai_stub
 
-MANIFEST = {
-    "system_prompt": "Say a word.",
-    "output_schema": {
+MANIFEST = manifest_of(
+    "words",
+    system_prompt="Say a word.",
+    output_schema={
         "type": "object",
         "properties": {"word": {"type": "string"}},
         "required": ["word"],
     },
-    "decoding": {"temperature": 0.0, "max_tokens": 8},
-}
+    decoding={"temperature": 0.0, "max_tokens": 8},
+)
 EXAMPLE = Example(input={"text": "hi"}, output={"word": "good"})
 Reply = Callable[[dict[str, Any]], tuple[int, Any]]
 
@@ -51,6 +55,24 @@ async def test_an_answer_failing_the_check_is_asked_again_sampling() -> None:
     # Both attempts are paid for: the stub bills 11 prompt and 7 completion tokens each.
     assert (got.prompt_tokens, got.completion_tokens) == (22, 14)
     assert [r["temperature"] for r in stub.requests] == [0.0, RETRY_TEMPERATURE]
+
+
+async def test_the_manifests_top_p_and_seed_reach_every_attempt_each_with_its_own_seed() -> None:
+    sampled = MANIFEST.model_copy(
+        update={"decoding": Decoding(temperature=0.2, top_p=0.9, max_tokens=8, seed=7)}
+    )
+    replies = [reply("bad"), reply("bad"), reply("good"), reply("good")]
+    with openai_stub(replies, free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url) as client:
+            [got] = await answer(client, "m", sampled, [EXAMPLE], check=no_bad, retries=2)
+            await answer(client, "m", MANIFEST, [EXAMPLE])
+    assert got.output == {"word": "good"}
+    assert [(r["top_p"], r["seed"], r["max_tokens"]) for r in stub.requests[:3]] == [
+        (0.9, 7, 8),
+        (0.9, 8, 8),
+        (0.9, 9, 8),
+    ]
+    assert "seed" not in stub.requests[3]  # no seed in the manifest: none sent
 
 
 async def test_an_answer_that_never_passes_has_no_output_and_no_confidence() -> None:

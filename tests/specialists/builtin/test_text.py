@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from specialists.builtin.definition import as_written, miscopied
+from specialists.builtin.text import as_written, miscopied
 
 AGENT = "Caller: This is Samuel, I moved to Ayoubsteeg 67, 7732 GD, Leuth.\nAgent: Noted."
 

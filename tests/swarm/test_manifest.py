@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from specialists.builtin import BUILTINS
-from specialists.manifest import load_manifest
 from swarm.errors import InvalidAdapter
+from swarm.manifest import load_manifest
 
 from adapterfactory import builtin_manifest, write_manifest
 
@@ -21,7 +21,9 @@ def test_shipped_manifests_match_the_builtin_definitions(name: str) -> None:
     """Same prompt and schemas as the code; a distilled folder drops the few-shot examples."""
     shipped = load_manifest(ADAPTERS / name)
     builtin = load_manifest(
-        write_manifest(Path("/tmp") / "swarm-manifest-check" / name, BUILTINS[name].manifest())
+        write_manifest(
+            Path("/tmp") / "swarm-manifest-check" / name, BUILTINS[name].manifest.document()
+        )
     )
     varying = {"version", "few_shot"}
     assert shipped.model_dump(mode="json", exclude_defaults=True, exclude=varying) == (

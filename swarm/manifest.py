@@ -1,8 +1,13 @@
-"""The specialist manifest: ``adapters/<name>/specialist.yaml``.
+"""The specialist manifest, ``adapters/<name>/specialist.yaml``, and :class:`Specialist`.
 
 A manifest says what a specialist does (the planner reads ``description``), what it takes and
 returns (JSON schemas), how to prompt it, how to decode, and when to escalate. Unknown keys are
-rejected so that a typo never silently changes behaviour.
+rejected so that a typo never silently changes behaviour. It is the one manifest type: the
+registry validates a folder into it, the catalog's records carry it, and the built-in
+specialists are written as one.
+
+A :class:`Specialist` is a manifest with the code that goes with it in this process: the rules
+beyond the JSON schema (finish, check) and, for distillation, a generator and a scorer.
 
 Versions are dotted numbers (``1``, ``1.2``, ``1.2.3``) compared numerically through
 :attr:`Manifest.version_key`, so ``1.10`` is newer than ``1.9``. They are kept as strings: YAML
@@ -11,7 +16,10 @@ would read an unquoted ``1.10`` as the float 1.1, so a float is refused and must
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,11 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 """Also a path guard: vLLM 0.32's filesystem resolver joins the name onto its directory."""
 VERSION_PATTERN = re.compile(r"^\d+(\.\d+){0,2}$")
 MANIFEST_FILE = "specialist.yaml"
+
+Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+"""``check(step_input, output)``: None if the output may be handed on, else why not."""
+Finish = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+"""``finish(step_input, output)``: the output with deterministic repairs applied."""
 
 
 class Strict(BaseModel):
@@ -56,6 +69,24 @@ class Escalation(Strict):
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
     max_input_chars: int | None = Field(None, ge=1)
 
+    def before(self, step_input: dict[str, Any]) -> str | None:
+        """Why the input goes straight to the teacher, if it does."""
+        if self.max_input_chars is None:
+            return None
+        size = sum(
+            len(v) if isinstance(v, str) else len(json.dumps(v, ensure_ascii=False))
+            for v in step_input.values()
+        )
+        if size > self.max_input_chars:
+            return f"input is {size} characters, over max_input_chars={self.max_input_chars}"
+        return None
+
+    def after_valid(self, score: float | None) -> str | None:
+        """Why a valid student answer still goes to the teacher, if it does."""
+        if self.min_confidence is None or score is None or score >= self.min_confidence:
+            return None
+        return f"confidence {score:.3f} below min_confidence={self.min_confidence}"
+
 
 class Manifest(Strict):
     """A validated ``specialist.yaml``."""
@@ -76,6 +107,11 @@ class Manifest(Strict):
     handoff: dict[str, str] = Field(
         default_factory=dict,
         description="Next specialist's input field -> this specialist's output field.",
+    )
+    order: int | None = Field(
+        None,
+        description="Where the rule planner puts this specialist in a chain it makes, lower "
+        "first (the built-ins: pii 0, entities 1, sql 2); unset: after them.",
     )
 
     @field_validator("name")
@@ -132,10 +168,42 @@ class Manifest(Strict):
         parts = [int(part) for part in self.version.split(".")]
         return (*parts, *[0] * (3 - len(parts)))
 
+    def without_few_shot(self) -> Manifest:
+        """The manifest a student is trained and served with: the same prompt, no examples."""
+        return self.model_copy(update={"few_shot": []})
 
-def load_manifest(folder: Path) -> Manifest:
-    """Read and validate ``folder/specialist.yaml``; InvalidAdapter says what is wrong."""
-    name = folder.name
+    def document(self) -> dict[str, Any]:
+        """The manifest as ``specialist.yaml`` holds it: JSON types, unset options left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Specialist:
+    """A specialist in code: its manifest, and the functions that go with it here."""
+
+    manifest: Manifest
+    check: Check | None = None
+    """Rules beyond the output schema."""
+    finish: Finish | None = None
+    """Deterministic repairs of the model's output, applied before ``check``."""
+    scorer: Callable[..., dict[str, Any]] | None = None
+    """For ``swarm distill`` and ``swarm eval``: ``scorer(examples, predictions)``, the task
+    metric with its parts; None scores by exact match."""
+    metric: str = "exact_match"
+    """Which of the scorer's figures is the headline."""
+    generate: Callable[..., list[Any]] | None = None
+    """``generate(n, *, seed, heldout)``: synthetic labelled examples, for a specialist that has
+    a generator."""
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def load_manifest(folder: Path, name: str | None = None) -> Manifest:
+    """Read and validate ``folder/specialist.yaml``, the manifest of the specialist ``name``
+    (default: the folder's name); InvalidAdapter says what is wrong."""
+    name = name or folder.name
     path = folder / MANIFEST_FILE
     if not path.is_file():
         raise InvalidAdapter(name, f"no {MANIFEST_FILE} in {folder}")
@@ -163,5 +231,10 @@ def load_manifest(folder: Path) -> Manifest:
             message = f"unknown key {first['loc'][-1]!r} (check its spelling)"
         raise InvalidAdapter(name, f"{MANIFEST_FILE}: {where}: {message}") from exc
     if manifest.name != name:
-        raise InvalidAdapter(name, f"manifest name {manifest.name!r} differs from the folder name")
+        raise InvalidAdapter(
+            name,
+            f"manifest name {manifest.name!r} differs from the folder name"
+            if name == folder.name
+            else f"{path} is the manifest of {manifest.name!r}, not of {name!r}",
+        )
     return manifest
