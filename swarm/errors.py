@@ -16,9 +16,8 @@
     │   ├── RedisUnavailable
     │   ├── ModelUnavailable      vLLM (or the teacher) unreachable or 5xx after retries
     │   └── ModelServerStartError serve-model could not start vLLM
-    └── LimitExceeded             a bound was hit: deadline, max steps, max deliveries
-        ├── DeadlineExceeded
-        ├── MaxDeliveriesExceeded
+    └── LimitExceeded             a bound was hit
+        ├── DeadlineExceeded      swarm.Client.wait timed out (the task goes on)
         └── RuleBudgetExceeded    a specialist's finish or check ran past its time budget
 
 Third-party errors are translated at the boundary with ``raise ... from exc``.
@@ -97,11 +96,7 @@ class LimitExceeded(SwarmError):
 
 
 class DeadlineExceeded(LimitExceeded):
-    """The task's deadline passed."""
-
-
-class MaxDeliveriesExceeded(LimitExceeded):
-    """A message was delivered too many times without being handled."""
+    """A wait for a task ran past its timeout."""
 
 
 class RuleBudgetExceeded(LimitExceeded):
