@@ -118,3 +118,14 @@ def test_the_worked_example_in_adapters_readme_is_valid(tmp_path: Path) -> None:
     (folder / "specialist.yaml").write_text(example)
     manifest = load_manifest(folder)
     assert manifest.escalation.min_confidence == 0.8 and manifest.handoff == {"text": "vendor"}
+
+
+def test_a_folder_of_another_name_holds_the_manifest_it_is_asked_for(tmp_path: Path) -> None:
+    """``swarm eval --adapter runs/gemma-entities`` reads an entities manifest from a folder
+    named otherwise; asked for another specialist, it says whose manifest it found."""
+    folder = write_manifest(tmp_path / "gemma-entities", builtin_manifest("entities"))
+    assert load_manifest(folder, "entities").name == "entities"
+    with pytest.raises(InvalidAdapter, match="is the manifest of 'entities', not of 'sql'"):
+        load_manifest(folder, "sql")
+    with pytest.raises(InvalidAdapter, match="differs from the folder name"):
+        load_manifest(folder)
