@@ -37,7 +37,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# The repository first: tests/ holds folders named like its packages (tests/specialists/...),
+# which would otherwise be imported as namespace packages in their place.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from specialists.distillation import find_specialist
 from swarm.distill.calibration import choose, sweep

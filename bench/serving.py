@@ -29,7 +29,10 @@ from typing import Any
 
 import httpx
 
+# The repository first: tests/ holds folders named like its packages (tests/specialists/...),
+# which would otherwise be imported as namespace packages in their place.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from swarm.serving.basemodel import prepare_default_model, served_base_name
 from swarm.serving.modelserver import ModelServer, detect_device
