@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from swarm.manifest import Manifest
+
 VERSION = "0.1.0"
 """A built-in's own version; a distilled folder's manifest carries a later one."""
 BASE_MODEL = "smollm2-135m-instruct"
@@ -15,3 +17,8 @@ TEXT_INPUT: dict[str, Any] = {
     "required": ["text"],
 }
 """The input of a specialist that reads one text."""
+
+
+def builtin_manifest(fields: dict[str, Any]) -> Manifest:
+    """A built-in's manifest: ``fields`` at :data:`VERSION` on :data:`BASE_MODEL`, validated."""
+    return Manifest.model_validate({"version": VERSION, "base_model": BASE_MODEL, **fields})

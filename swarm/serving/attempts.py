@@ -34,10 +34,6 @@ def attempt_temperature(temperature: float, attempt: int) -> float:
     return temperature if attempt == 1 else max(temperature, RETRY_TEMPERATURE)
 
 
-"""vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
-so for us that is success."""
-
-
 def confidence(logprobs: Sequence[float] | None) -> float | None:
     """Geometric-mean token probability of an answer; None when no logprobs came back."""
     if not logprobs:

@@ -58,6 +58,8 @@ REPLICA_REFRESH_S = 5.0
 REPLICA_DOWN_S = 10.0
 """How long a replica that refused a connection is passed over (unless every one is)."""
 ALREADY_LOADED = "has already been loaded"
+"""vLLM's 400 to a load under a name it already serves; adapter names are unique per version,
+so for us that is success."""
 
 
 @dataclass(frozen=True)

@@ -3,24 +3,22 @@
 
 from __future__ import annotations
 
-from specialists.builtin import definition
+from specialists.builtin.definition import TEXT_INPUT, builtin_manifest
 from specialists.builtin.entities import data
 from specialists.builtin.entities.finish import ENTITY_TYPES, check_entities, finish_entities
 from specialists.builtin.entities.scoring import entity_scores
-from swarm.manifest import Manifest, Specialist
+from swarm.manifest import Specialist
 
 SPECIALIST = Specialist(
-    manifest=Manifest.model_validate(
+    manifest=builtin_manifest(
         {
-            "version": definition.VERSION,
-            "base_model": definition.BASE_MODEL,
             "name": "entities",
             "description": (
                 "Extracts named entities (people, organizations, locations, other names such as "
                 "nationalities and events, dates, money amounts) from text as JSON. Input: text. "
                 "Output: entities, each {text, type}."
             ),
-            "keywords": (
+            "keywords": [
                 "entities",
                 "entity",
                 "extract",
@@ -28,8 +26,8 @@ SPECIALIST = Specialist(
                 "names",
                 "organizations",
                 "locations",
-            ),
-            "input_schema": definition.TEXT_INPUT,
+            ],
+            "input_schema": TEXT_INPUT,
             "output_schema": {
                 "type": "object",
                 "properties": {

@@ -3,24 +3,22 @@
 
 from __future__ import annotations
 
-from specialists.builtin import definition
+from specialists.builtin.definition import TEXT_INPUT, builtin_manifest
 from specialists.builtin.pii import data
 from specialists.builtin.pii.finish import PII_TYPES, check_spans, finish_spans
 from specialists.builtin.pii.scoring import pii_scores
-from swarm.manifest import Manifest, Specialist
+from swarm.manifest import Specialist
 
 SPECIALIST = Specialist(
-    manifest=Manifest.model_validate(
+    manifest=builtin_manifest(
         {
-            "version": definition.VERSION,
-            "base_model": definition.BASE_MODEL,
             "name": "pii",
             "description": (
                 "Finds personal data (names, emails, phone numbers, addresses, card and account "
                 "numbers, IP addresses, birth dates) in text and redacts it. Input: text. Output: "
                 "redacted_text with each item replaced by [TYPE], and the spans found."
             ),
-            "keywords": (
+            "keywords": [
                 "pii",
                 "redact",
                 "anonymize",
@@ -29,8 +27,8 @@ SPECIALIST = Specialist(
                 "privacy",
                 "gdpr",
                 "mask",
-            ),
-            "input_schema": definition.TEXT_INPUT,
+            ],
+            "input_schema": TEXT_INPUT,
             "output_schema": {
                 "type": "object",
                 "properties": {

@@ -3,23 +3,21 @@
 
 from __future__ import annotations
 
-from specialists.builtin import definition
+from specialists.builtin.definition import builtin_manifest
 from specialists.builtin.sql import data
 from specialists.builtin.sql.checks import check_sql
 from specialists.builtin.sql.scoring import sql_scores
-from swarm.manifest import Manifest, Specialist
+from swarm.manifest import Specialist
 
 SPECIALIST = Specialist(
-    manifest=Manifest.model_validate(
+    manifest=builtin_manifest(
         {
-            "version": definition.VERSION,
-            "base_model": definition.BASE_MODEL,
             "name": "sql",
             "description": (
                 "Turns a question in plain language into one SQLite SELECT query over a schema "
                 "given as CREATE TABLE statements. Input: question and schema. Output: {sql}."
             ),
-            "keywords": (
+            "keywords": [
                 "sql",
                 "query",
                 "database",
@@ -28,7 +26,7 @@ SPECIALIST = Specialist(
                 "count",
                 "how many",
                 "list all",
-            ),
+            ],
             "input_schema": {
                 "type": "object",
                 "properties": {
@@ -50,8 +48,7 @@ SPECIALIST = Specialist(
             "system_prompt": (
                 "You write SQLite queries. Given a database schema and a question, reply with one "
                 "SELECT statement that answers the question, using only the tables and columns in "
-                "the "
-                'schema. Reply as JSON: {"sql": "..."}.'
+                'the schema. Reply as JSON: {"sql": "..."}.'
             ),
             "few_shot": (
                 {
