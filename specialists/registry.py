@@ -38,6 +38,7 @@ from specialists.folders import (
     validate_adapter_folder,
 )
 from swarm.catalog import (
+    CatalogCache,
     SpecialistRecord,
     get_specialist,
     list_specialists,
@@ -77,6 +78,8 @@ class Registry:
         self.redis = redis
         self.settings = settings
         self.client = client
+        self.catalog = CatalogCache(redis)
+        """Read afresh on every pass; it spares re-validating the manifests that did not change."""
         self.poll_s = min(max(poll_s, MIN_POLL_S), MAX_POLL_S)
         self.unload_grace_s = max(unload_grace_s, 0.0)
         self._seen: dict[str, str] = {}
@@ -92,7 +95,7 @@ class Registry:
         the next pass tries again; its previous record, if any, stays as it was.
         """
         folders = await asyncio.to_thread(self._scan)
-        registered = {r.name: r for r in await list_specialists(self.redis)}
+        registered = dict(await self.catalog.fresh())
         changed: dict[str, SpecialistRecord] = {}
         for name, (folder, mark) in sorted(folders.items()):
             if self._seen.get(name) == mark and name in registered:
@@ -175,7 +178,7 @@ class Registry:
         """A restarted vLLM has forgotten runtime-loaded adapters: load them again."""
         wanted = {
             r.lora_name: r.name
-            for r in await list_specialists(self.redis)
+            for r in (await self.catalog.fresh()).values()
             if r.ready and r.lora_name
         }
         if not wanted:
@@ -210,7 +213,7 @@ class Registry:
         due = [lora for lora, at in self._retiring.items() if at <= now]
         if not due:
             return
-        in_use = {r.lora_name for r in await list_specialists(self.redis) if r.ready}
+        in_use = {r.lora_name for r in (await self.catalog.fresh()).values() if r.ready}
         for lora in due:
             del self._retiring[lora]
             if lora not in in_use:

@@ -166,6 +166,12 @@ class CatalogCache:
             self._fetched_at = time.monotonic()
         return self._records
 
+    async def fresh(self) -> dict[str, SpecialistRecord]:
+        """The catalog read now, whatever the version says: one ``HGETALL``, as
+        :func:`list_specialists`, but an unchanged record is not parsed (validated) again."""
+        await self._fetch()
+        return self._records
+
     async def get(self, name: str) -> SpecialistRecord | None:
         return (await self.all()).get(name)
 
