@@ -28,7 +28,7 @@ from specialists.rules import InputTooLong, RuleRunner
 from swarm import names
 from swarm.accounting import record_step
 from swarm.bus import Bus
-from swarm.catalog import CatalogCache, SpecialistRecord, list_specialists
+from swarm.catalog import CatalogCache, SpecialistRecord
 from swarm.connections import OUTAGE_ERRORS, Outage, RedisClient
 from swarm.consumer import Consumer, Delivery, Reject
 from swarm.distill.teacher import LabelCache, Teacher, cache_path
@@ -121,7 +121,7 @@ class Worker:
     async def _wanted_streams(self) -> list[str]:
         if self.fixed is not None:
             return [names.steps_stream(name) for name in self.fixed]
-        return [names.steps_stream(r.name) for r in await list_specialists(self.redis)]
+        return [names.steps_stream(name) for name in await self.catalog.fresh()]
 
     async def run(self) -> None:
         """Consume until ``stop()``; follows the catalog when serving every specialist."""
