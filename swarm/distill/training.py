@@ -5,6 +5,10 @@ Design choices, each for a reason:
   the base model's chat template), so nothing differs between training and serving.
 - Loss is on the completion tokens only (the assistant turn, its end-of-turn token included);
   the prompt is masked with -100. The student learns to answer, not to recite prompts.
+- So only the positions that predict a completion token go through the output head
+  (:func:`completion_loss`). Gemma 3's head is a 262k-word vocabulary, more arithmetic than the
+  rest of its 270M model, and a prompt is most of each sequence: scoring every position cost
+  half of each training step for nothing.
 - LoRA targets every linear layer ("all-linear": attention and MLP projections; peft leaves the
   output head out), adds no tokens, and keeps rank at most 64, which vLLM serves.
 - The Trainer picks the GPU when there is one (bf16 where supported) and runs on the CPU
@@ -100,6 +104,41 @@ def _ids(encoded: Any) -> list[int]:
     return [int(i) for i in encoded]
 
 
+def completion_loss(
+    model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+) -> tuple[Any, Any]:
+    """The loss and the model's outputs: logits only where a completion token is scored.
+
+    The same loss as the model's own (labels shifted by one, -100 ignored, summed and divided by
+    ``num_items_in_batch`` when the Trainer counts it, else averaged over this batch), but the
+    output head sees only the positions that predict some row's completion token.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    targets = labels[:, 1:]
+    # Positions whose next token is scored in at least one row: the completions' span.
+    positions = (targets != -100).any(dim=0).nonzero().squeeze(-1)
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs.get("attention_mask"),
+        logits_to_keep=positions,
+    )
+    logits = outputs.logits
+    kept = targets[:, positions]
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        kept.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    if num_items_in_batch is None:
+        num_items_in_batch = (kept != -100).sum()
+    count = torch.as_tensor(num_items_in_batch, device=total.device).clamp(min=1)
+    return total / count, outputs
+
+
 def train_lora(
     config: TrainConfig,
     manifest: Manifest,
@@ -193,8 +232,21 @@ def train_lora(
         use_cpu=not cuda,
         disable_tqdm=True,
         remove_unused_columns=False,
+        prediction_loss_only=True,  # validation wants the loss, not every position's logits
     )
-    trainer = Trainer(
+
+    class CompletionTrainer(Trainer):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            loss, outputs = completion_loss(model, inputs, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+    trainer = CompletionTrainer(
         model=peft_model,
         args=args,
         train_dataset=kept,
