@@ -38,9 +38,15 @@ LORA_TENSOR_MARKERS = (".lora_A.", ".lora_B.", ".lora_embedding_A", ".lora_embed
 """Substrings of the only tensor names a servable LoRA holds."""
 VOCAB_TENSORS = ("embed_tokens", "lm_head", "wte", "embed_out", "trainable_tokens")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-FILE_CAPS = {WEIGHTS_FILE: 4 << 30, "specialist.yaml": 256 << 10, CONFIG_FILE: 256 << 10}
+FILE_CAPS = {
+    WEIGHTS_FILE: 4 << 30,
+    "specialist.yaml": 256 << 10,
+    CONFIG_FILE: 256 << 10,
+    "tokenizer.json": 64 << 20,
+}
 """Largest size of each file of a folder, in bytes. Other tensors (``*.safetensors``) may be as
-large as the weights; any other file may have DEFAULT_FILE_CAP."""
+large as the weights; any other file may have DEFAULT_FILE_CAP. A trainer's copy of the base
+tokenizer is welcome: Gemma 3's ``tokenizer.json`` (262k words) is 33 MB."""
 DEFAULT_FILE_CAP = 4 << 20
 MOST_FILES = 200
 """Files and folders an adapter folder may hold (a tokenizer, an eval report, a README...)."""

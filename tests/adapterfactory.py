@@ -19,6 +19,7 @@ import yaml
 
 from specialists.builtin import BUILTINS
 from swarm.manifest import Manifest
+from swarm.settings import DEFAULT_BASE_MODEL
 
 
 @cache
@@ -96,7 +97,7 @@ def manifest_of(name: str, /, **fields: Any) -> Manifest:
             "name": name,
             "version": "0.1.0",
             "description": f"The {name} specialist.",
-            "base_model": "smollm2-135m-instruct",
+            "base_model": DEFAULT_BASE_MODEL,
             "input_schema": {"type": "object"},
             "output_schema": {"type": "object"},
             "system_prompt": f"You are the {name} specialist.",

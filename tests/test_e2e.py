@@ -1,7 +1,7 @@
 """End to end over HTTP: the API, orchestrators, a worker and the registry, real Redis, real vLLM.
 
-The specialists are the built-in prompt-only ones on the 135M default base model, so their
-answers are real model output: a step may be refused by its validator, which the task then
+The specialists are the shipped adapters on the default base model, so their answers are real
+model output: a step may be refused by its validator, which the task then
 reports. The assertions hold either way: every step that completed passed its validation, the
 handoff carried the redacted text, and nothing was lost.
 """
@@ -28,6 +28,7 @@ from orchestrator.runner import Orchestrator
 from specialists.builtin import BUILTINS
 from specialists.registry import Registry
 from specialists.worker import Worker
+from swarm.serving.basemodel import served_base_name
 from swarm.serving.modelclient import ModelClient
 from swarm.settings import Settings
 from swarm.tasks import TaskStore
@@ -63,10 +64,10 @@ async def runtime(settings: Settings, redis: Redis) -> AsyncIterator[Settings]:
     """Registry synced once, then one orchestrator and one worker in this process."""
     client = ModelClient(settings)
     await Registry(redis, settings, client).sync_once()
-    planner = ModelPlanner(client, "smollm2-135m-instruct")
+    planner = ModelPlanner(client, served_base_name(settings))
     orchestrator = Orchestrator(redis, settings, planner, sweep_interval_s=0.2)
     orchestrator.start()
-    worker = Worker(redis, settings, client, base_model="smollm2-135m-instruct")
+    worker = Worker(redis, settings, client, base_model=served_base_name(settings))
     worker_task = asyncio.create_task(worker.run())
     try:
         yield settings
@@ -238,7 +239,7 @@ async def test_a_killed_orchestrator_is_replaced_and_the_task_finishes(
     """The only orchestrator is SIGKILLed mid-task; a new one picks the task up."""
     client = ModelClient(settings)
     await Registry(redis, settings, client).sync_once()
-    worker = Worker(redis, settings, client, base_model="smollm2-135m-instruct")
+    worker = Worker(redis, settings, client, base_model=served_base_name(settings))
     worker_task = asyncio.create_task(worker.run())
     env = {
         **os.environ,
@@ -262,7 +263,7 @@ async def test_a_killed_orchestrator_is_replaced_and_the_task_finishes(
                 doomed.send_signal(signal.SIGKILL)
                 await doomed.wait()
                 replacement = Orchestrator(
-                    redis, settings, ModelPlanner(client, "smollm2-135m-instruct")
+                    redis, settings, ModelPlanner(client, served_base_name(settings))
                 )
                 replacement.start()
                 task = await wait_done(http, task_id)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from swarm.manifest import Manifest
+from swarm.settings import DEFAULT_BASE_MODEL
 
 VERSION = "0.1.0"
 """A built-in's own version; a distilled folder's manifest carries a later one."""
-BASE_MODEL = "smollm2-135m-instruct"
+BASE_MODEL = DEFAULT_BASE_MODEL
 """The base a built-in's prompt was written for; a distilled folder names the one it was
 trained on."""
 TEXT_INPUT: dict[str, Any] = {

