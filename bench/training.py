@@ -1,11 +1,14 @@
-"""LoRA training step time: logits at completion positions only, against logits everywhere.
+"""LoRA training step time, two arms on the same model, LoRA and batches.
 
-Both arms run the same model, LoRA and batches in the same process, alternating step by step,
-so the machine's load falls on both alike. The baseline is the model's own loss (every position
-through the output head, as transformers computes it); the candidate is
-:func:`swarm.distill.training.completion_loss`. It also checks that both give the same loss.
+Both arms run in the same process, alternating step by step, so the machine's load falls on
+both alike. ``--compare logits`` (the default): the baseline is the model's own loss (every
+position through the output head, as transformers computes it), the candidate
+:func:`swarm.distill.training.completion_loss`. ``--compare precision``: both use
+``completion_loss``; the baseline computes in fp32, the candidate under bf16 autocast, as
+training does where the CPU multiplies bf16 natively. It also reports how far the losses differ.
 
 Usage: python bench/training.py --base gemma3-270m --specialist sql --labelled FILE [--steps 6]
+       [--compare logits|precision]
 The last line printed is one JSON object with the figures.
 """
 
@@ -17,6 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,6 +43,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="steps per arm")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--compare", choices=("logits", "precision"), default="logits")
     args = parser.parse_args()
 
     settings = Settings(base_model=args.base)
@@ -53,7 +58,7 @@ def main() -> None:
         collate(kept[i : i + args.batch_size])
         for i in range(0, args.steps * args.batch_size, args.batch_size)
     ]
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = get_peft_model(
         model,
         LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"),
@@ -66,7 +71,15 @@ def main() -> None:
     def completion(batch: dict) -> torch.Tensor:
         return completion_loss(model, dict(batch))[0]
 
-    arms = {"every_position": full, "completion_only": completion}
+    def completion_bf16(batch: dict) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return completion_loss(model, dict(batch))[0]
+
+    if args.compare == "logits":
+        arms = {"every_position": full, "completion_only": completion}
+    else:
+        arms = {"fp32": completion, "bf16_autocast": completion_bf16}
+    baseline, candidate = arms
     seconds: dict[str, list[float]] = {name: [] for name in arms}
     losses: dict[str, list[float]] = {name: [] for name in arms}
     completion(batches[0]).backward()  # warm-up, not timed
@@ -87,15 +100,18 @@ def main() -> None:
     p50 = {name: statistics.median(s) for name, s in seconds.items()}
     result = {
         "bench": "training",
+        "compare": args.compare,
         "base": args.base,
         "specialist": args.specialist,
         "batch_size": args.batch_size,
         "steps_per_arm": len(batches),
-        "step_s_p50_every_position": round(p50["every_position"], 2),
-        "step_s_p50_completion_only": round(p50["completion_only"], 2),
-        "speedup": round(p50["every_position"] / p50["completion_only"], 2),
+        **{f"step_s_p50_{name}": round(p50[name], 2) for name in arms},
+        "speedup": round(p50[baseline] / p50[candidate], 2),
         "max_loss_difference": round(
             max(abs(a - b) for a, b in zip(*losses.values(), strict=True)), 6
+        ),
+        "max_relative_loss_difference": round(
+            max(abs(a - b) / abs(a) for a, b in zip(*losses.values(), strict=True)), 6
         ),
     }
     print(json.dumps(result))

@@ -58,6 +58,12 @@ def distill(
     learning_rate: float = typer.Option(2e-4, "--lr"),
     batch_size: int = typer.Option(8, "--batch-size"),
     max_length: int = typer.Option(512, "--max-length", help="Longer examples are dropped."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto: bf16 where the GPU or CPU multiplies it natively (AVX512-BF16, AMX), else "
+        "fp32; or bf16, fp32.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Package here; default adapters/<name>."),
     run_dir: Path | None = typer.Option(
         None, "--run-dir", help="Stage outputs and cache; default $SWARM_HOME/distill/<name>."
@@ -119,6 +125,7 @@ def distill(
             batch_size=batch_size,
             max_length=max_length,
             seed=seed,
+            precision=precision,
         ),
         out_dir=out,
         run_dir=run_dir,

@@ -32,6 +32,12 @@ class VllmServer:
     model_dir: Path
 
 
+def cpu_multiplies_bf16() -> bool:
+    """Whether this CPU has bf16 matmul units, from the kernel's flags (not torch's probes)."""
+    flags = Path("/proc/cpuinfo").read_text().split()
+    return "avx512_bf16" in flags or "amx_tile" in flags
+
+
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The prepared default model, built once per machine under ``$SWARM_TEST_HOME``."""

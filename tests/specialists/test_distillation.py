@@ -31,7 +31,7 @@ from swarm.manifest import load_manifest
 from swarm.serving.basemodel import BASES, DEFAULT_BASE
 from swarm.settings import DEFAULT_BASE_MODEL, Settings
 
-from conftest import VllmServer, free_port
+from conftest import VllmServer, cpu_multiplies_bf16, free_port
 from openaistub import completion, openai_stub
 from redisfixture import TEST_REDIS_URL
 
@@ -82,6 +82,9 @@ def test_reference_pipeline_packages_a_servable_adapter_and_resumes(
     assert "| execution_accuracy (score) |" in (out / "eval.md").read_text()
     training = json.loads((out / "training.json").read_text())
     assert training["config"]["max_steps"] == 2 and training["result"]["steps"] == 2
+    # "auto": bf16 autocast exactly where this CPU multiplies bf16 in hardware.
+    assert training["config"]["precision"] == "auto"
+    assert training["result"]["precision"] == ("bf16" if cpu_multiplies_bf16() else "fp32")
     # The registry would serve it.
     spec = validate_adapter_folder(out, settings)
     assert spec.has_weights

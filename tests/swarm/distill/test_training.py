@@ -1,4 +1,5 @@
-"""Training's loss: only completion positions reach the output head, and the loss is unchanged."""
+"""Training's loss: only completion positions reach the output head, and the loss is unchanged;
+bf16 autocast where the hardware multiplies bf16, and a loss within a hair of fp32's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq
 
 from specialists.builtin import BUILTINS
 from swarm.distill.dataset import Example
-from swarm.distill.training import completion_loss, encode
+from swarm.distill.training import TrainConfig, completion_loss, encode, uses_bf16
+from swarm.errors import ConfigurationError
+
+from conftest import cpu_multiplies_bf16
 
 SENTENCES = [
     "Angela Merkel met Emmanuel Macron in Paris on Tuesday.",
@@ -51,3 +55,21 @@ def test_a_count_from_the_trainer_divides_the_summed_loss(batch: tuple) -> None:
         mean, _ = completion_loss(model, dict(inputs))
         halved, _ = completion_loss(model, dict(inputs), num_items_in_batch=2 * scored)
     assert torch.allclose(halved, mean / 2, atol=1e-6)
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_multiplies_it() -> None:
+    assert uses_bf16("auto", cuda=False) == cpu_multiplies_bf16()
+    assert uses_bf16("bf16", cuda=False) and not uses_bf16("fp32", cuda=False)
+    with pytest.raises(ConfigurationError, match="precision must be one of auto, bf16, fp32"):
+        TrainConfig(base_model="", precision="fp16")
+
+
+def test_bf16_autocast_keeps_the_loss_within_a_percent_of_fp32(batch: tuple) -> None:
+    model, inputs = batch
+    with torch.no_grad():
+        reference, _ = completion_loss(model, dict(inputs))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, outputs = completion_loss(model, dict(inputs))
+    assert outputs.logits.dtype == torch.bfloat16  # it did compute in bf16
+    assert loss.dtype == torch.float32
+    assert abs(float(loss) - float(reference)) <= 0.01 * float(reference)
