@@ -135,7 +135,7 @@ def test_the_type_maps_name_only_the_specialist_types() -> None:
     assert set(CONLL_TYPES.values()) | set(WNUT_TYPES.values()) <= set(ENTITY_TYPES)
 
 
-@pytest.mark.parametrize("document", sorted(ADAPTERS.glob("*/*.json")), ids=str)
+@pytest.mark.parametrize("document", sorted(ADAPTERS.rglob("*.json")), ids=str)
 def test_no_adapter_names_a_reserved_set(document: Path) -> None:
     """presidio-research, CoNLL-2003 testb, CrossNER, text2sql-data's geography and defog's
     sql-eval are what the project is judged on: never trained, tuned or evaluated on."""
