@@ -195,6 +195,7 @@ def train_lora(
     started = time.monotonic()
     cuda = torch.cuda.is_available()
     bf16 = uses_bf16(config.precision, cuda)
+    precision = "bf16" if bf16 else "fp32"
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -210,7 +211,7 @@ def train_lora(
     progress(
         f"training on {len(kept)} examples ({dropped} longer than {config.max_length} tokens "
         f"dropped), validating on {len(kept_val)}, device {'cuda' if cuda else 'cpu'}, "
-        f"{'bf16' if bf16 else 'fp32'}"
+        f"{precision}"
     )
     # On a GPU the weights themselves are bf16; on a CPU they stay fp32 under bf16 autocast.
     model = AutoModelForCausalLM.from_pretrained(
@@ -302,5 +303,5 @@ def train_lora(
         trainable_parameters=int(trainable),
         examples=len(kept),
         dropped_too_long=dropped,
-        precision="bf16" if bf16 else "fp32",
+        precision=precision,
     )
