@@ -32,12 +32,12 @@ from specialists.distillation import find_specialist
 from swarm.distill.dataset import read_examples
 from swarm.distill.training import completion_loss, encode
 from swarm.serving.basemodel import BASES, prepare_base
-from swarm.settings import Settings
+from swarm.settings import DEFAULT_BASE_MODEL, Settings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="smollm2-135m-instruct")
+    parser.add_argument("--base", default=DEFAULT_BASE_MODEL, choices=sorted(BASES))
     parser.add_argument("--specialist", default="entities")
     parser.add_argument("--labelled", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=6, help="steps per arm")

