@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from specialists.builtin import BUILTINS  # noqa: E402
 from swarm import names  # noqa: E402
+from swarm.serving.modelclient import requested_schema  # noqa: E402
 
 TEXT = "Maria Lopez of Acme Corp emailed maria@example.com from Berlin."
 OUTPUTS: dict[str, dict[str, Any]] = {
@@ -76,7 +77,7 @@ def instant_model() -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> dict[str, Any]:
         body = await request.json()
-        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+        schema = requested_schema(body) or {}
         fields = set(schema.get("properties") or {})
         # Known by its output schema (prompts change as specialists are distilled).
         name = next(

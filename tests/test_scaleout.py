@@ -23,7 +23,7 @@ from specialists.worker import Worker
 from swarm import names
 from swarm.bus import PAYLOAD_FIELD
 from swarm.messages import Envelope, StepResult, TaskEvent
-from swarm.serving.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient, requested_schema
 from swarm.settings import Settings
 from swarm.tracing import setup_tracing
 
@@ -41,7 +41,7 @@ TEXT = "Email John Smith at john@example.com about the Acme order."
 
 def answer(body: dict[str, Any]) -> tuple[int, Any]:
     """A valid output for whichever specialist's schema the request carries."""
-    fields = body["response_format"]["json_schema"]["schema"]["properties"]
+    fields = requested_schema(body)["properties"]
     if "redacted_text" in fields:
         output: dict[str, Any] = {
             "redacted_text": "Email [PERSON] at [EMAIL] about the Acme order.",

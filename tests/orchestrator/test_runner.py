@@ -19,7 +19,7 @@ from specialists.worker import Worker
 from swarm import names
 from swarm.bus import Bus
 from swarm.messages import StepSpec, TaskSubmitted, envelope, new_id, utcnow
-from swarm.serving.modelclient import ModelClient
+from swarm.serving.modelclient import ModelClient, requested_schema
 from swarm.settings import Settings
 from swarm.tasks import StepRecord, TaskRecord, TaskStore
 
@@ -213,7 +213,7 @@ async def test_goal_is_planned_by_the_model_over_http(redis: Redis) -> None:
     assert (task.state, task.plan_source) == ("completed", "planner")
     assert [s.specialist for s in task.steps] == ["pii", "entities"]
     assert task.steps[1].input == {"text": REDACTED}
-    schema = planned[0]["response_format"]["json_schema"]["schema"]
+    schema = requested_schema(planned[0])
     assert schema["properties"]["steps"]["items"]["enum"] == ["entities", "pii", "sql"]
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -23,7 +24,12 @@ from swarm.errors import (
     UnknownSpecialist,
     UserError,
 )
-from swarm.serving.modelclient import ModelClient, parse_json_output
+from swarm.serving.modelclient import (
+    ModelClient,
+    parse_json_output,
+    plain_json_format,
+    requested_schema,
+)
 from swarm.settings import Settings
 
 from conftest import VllmServer, free_port
@@ -42,7 +48,7 @@ def ok(content: str) -> Any:
     return lambda _body: (200, completion(content))
 
 
-async def test_retries_after_a_5xx_and_sends_response_format_not_guided_json() -> None:
+async def test_retries_after_a_5xx_and_sends_the_schema_with_whitespace_capped() -> None:
     replies = [lambda _b: (500, {"error": {"message": "boom"}}), ok('{"city": "Lyon"}')]
     with openai_stub(replies, free_port()) as stub:
         async with ModelClient(Settings(), base_url=stub.url, retries=2) as client:
@@ -51,9 +57,50 @@ async def test_retries_after_a_5xx_and_sends_response_format_not_guided_json() -
     assert result.usage.prompt_tokens == 11 and result.usage.completion_tokens == 7
     assert len(stub.requests) == 2
     sent = stub.requests[-1]
-    assert sent["response_format"]["type"] == "json_schema"
-    assert sent["response_format"]["json_schema"]["schema"] == SCHEMA
+    assert sent["response_format"] == {
+        "type": "structural_tag",
+        "format": {"type": "json_schema", "json_schema": SCHEMA, "max_whitespace_cnt": 1},
+    }
+    assert requested_schema(sent) == SCHEMA
     assert "guided_json" not in sent
+
+
+def refuses_structural_tags(body: dict[str, Any]) -> tuple[int, Any]:
+    """As vLLM answers a structural tag it cannot compile; the plain schema it answers."""
+    if body["response_format"]["type"] == "structural_tag":
+        message = "Invalid response_format structural_tag specification."
+        return 400, {"error": {"message": message, "type": "BadRequestError", "code": 400}}
+    return 200, completion('{"city": "Lyon"}')
+
+
+async def test_a_schema_refused_in_a_structural_tag_is_sent_plain_from_then_on() -> None:
+    other = {**SCHEMA, "description": "another schema"}
+    with openai_stub(refuses_structural_tags, free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url, retries=0) as client:
+            for schema in (SCHEMA, SCHEMA, other):
+                result = await client.chat("m", MESSAGES, output_schema=schema)
+                assert result.json == {"city": "Lyon"}
+    sent = [(r["response_format"]["type"], requested_schema(r)) for r in stub.requests]
+    assert sent == [
+        ("structural_tag", SCHEMA),
+        ("json_schema", SCHEMA),
+        ("json_schema", SCHEMA),  # remembered: no second refusal
+        ("structural_tag", other),
+        ("json_schema", other),
+    ]
+    assert stub.requests[1]["response_format"]["json_schema"]["strict"] is True
+
+
+async def test_a_request_refused_either_way_is_a_user_error_and_not_remembered() -> None:
+    too_long = "This model's maximum context length is 2048 tokens."
+    reply = (400, {"error": {"message": too_long, "type": "BadRequestError", "code": 400}})
+    with openai_stub(lambda _b: reply, free_port()) as stub:
+        async with ModelClient(Settings(), base_url=stub.url, retries=0) as client:
+            for _ in range(2):
+                with pytest.raises(UserError, match="maximum context length"):
+                    await client.chat("m", MESSAGES, output_schema=SCHEMA)
+    kinds = [r["response_format"]["type"] for r in stub.requests]
+    assert kinds == ["structural_tag", "json_schema"] * 2
 
 
 async def test_persistent_5xx_becomes_model_unavailable() -> None:
@@ -83,8 +130,10 @@ async def test_unknown_model_is_a_user_error() -> None:
     reply = (404, {"error": {"message": "The model `nope` does not exist."}})
     with openai_stub(lambda _b: reply, free_port()) as stub:
         async with ModelClient(Settings(), base_url=stub.url) as client:
-            with pytest.raises(UnknownSpecialist, match="does not serve 'nope'"):
-                await client.chat("nope", MESSAGES)
+            for schema in (None, SCHEMA):  # with a schema, not blamed on the structural tag
+                with pytest.raises(UnknownSpecialist, match="does not serve 'nope'"):
+                    await client.chat("nope", MESSAGES, output_schema=schema)
+    assert len(stub.requests) == 2
 
 
 @pytest.mark.parametrize(
@@ -241,6 +290,69 @@ async def test_schema_constrained_call_on_real_vllm(vllm_server: VllmServer) -> 
     assert isinstance(result.json["city"], str)
     assert result.logprobs and all(lp <= 0 for lp in result.logprobs)
     assert result.usage.completion_tokens > 0
+
+
+REDACT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "redacted_text": {"type": "string", "maxLength": 200},
+        "spans": {
+            "type": "array",
+            "maxItems": 4,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "maxLength": 60},
+                    "type": {"type": "string", "enum": ["PERSON", "EMAIL"]},
+                },
+                "required": ["text", "type"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["redacted_text", "spans"],
+    "additionalProperties": False,
+}
+REDACT = [
+    {"role": "system", "content": "You redact names and emails. Reply as JSON."},
+    {"role": "user", "content": '{"text": "Contact Maria Lopez at maria@example.com."}'},
+    {
+        "role": "assistant",
+        "content": '{"redacted_text": "Contact [PERSON] at [EMAIL].", "spans": [{"text": '
+        '"Maria Lopez", "type": "PERSON"}, {"text": "maria@example.com", "type": "EMAIL"}]}',
+    },
+    {
+        "role": "user",
+        "content": '{"text": "Please email John Smith at john.smith@example.com about the Acme '
+        'Corp order in Paris."}',
+    },
+]
+
+
+@pytest.mark.slow
+async def test_a_pretrained_base_closes_its_json_instead_of_filling_it_with_newlines(
+    vllm_server: VllmServer,
+) -> None:
+    """The default base is pretrained. Under a plain JSON grammar, greedy, it writes the first
+    string and then newlines until max_tokens (checked first, straight to vLLM); through the
+    client, with whitespace runs capped, the same request ends in valid JSON."""
+    plain = {
+        "model": vllm_server.served_base,
+        "messages": REDACT,
+        "temperature": 0.0,
+        "max_tokens": 128,
+        "response_format": plain_json_format(REDACT_SCHEMA),
+    }
+    async with httpx.AsyncClient(base_url=vllm_server.url, timeout=120) as http:
+        choice = (await http.post("/v1/chat/completions", json=plain)).json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert choice["message"]["content"][-40:].isspace()
+    async with ModelClient(vllm_server.settings) as client:
+        result = await client.chat(
+            vllm_server.served_base, REDACT, output_schema=REDACT_SCHEMA, max_tokens=128
+        )
+    assert result.finish_reason == "stop"
+    assert isinstance(result.json["redacted_text"], str)
 
 
 # Several replicas: two real OpenAI-compatible servers (the stub) behind one client.
