@@ -25,7 +25,7 @@ import httpx
 
 from swarm.errors import ConfigurationError, InvalidOutput, ModelUnavailable
 from swarm.serving.costs import Prices
-from swarm.serving.modelclient import parse_json_output
+from swarm.serving.modelclient import parse_json_output, plain_json_format
 from swarm.settings import Settings
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -281,10 +281,7 @@ class Teacher:
             "messages": messages,
             "temperature": 0.0,
             "max_tokens": max_tokens,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": schema, "strict": True},
-            },
+            "response_format": plain_json_format(schema),
         }
         problem = "no attempt made"
         for attempt in range(self.retries + 1):
